@@ -1,0 +1,90 @@
+"""Find or create the HTTP API streaming connection and the dataflow into a dataset."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+from airflow_provider_capillary.hooks.aep import AEPHook
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+
+class AEPCreateStreamingConnectionOperator(BaseOperator):
+    """Find or create an HTTP API streaming base connection (authenticated by default), its source connection, a
+    Data Lake target connection to the dataset and the dataflow between them.
+
+    Safe to run any number of times; run it once per dataset with the same ``name`` and every dataset's dataflow
+    shares one connection and inlet. AEP advises waiting about five minutes after a dataflow is created before
+    streaming to it.
+
+    :param name: Name of the streaming connection (and prefix of the other objects' names). (templated)
+    :param dataset_id: Target dataset, e.g. from :class:`AEPCreateDatasetOperator`'s XCom. (templated)
+    :param schema_id: The dataset's schema ``$id``. (templated)
+    :param authenticated: Require a bearer token on the inlet (Adobe recommends it for PII). Default True.
+    :param aep_conn_id: Connection of type ``adobe_experience_platform``. Default ``aep_default``. (templated)
+    :return: ``connection_id``, ``inlet_id``, ``inlet_url``, ``source_connection_id``, ``target_connection_id``
+        and ``flow_id``.
+    """
+
+    template_fields: Sequence[str] = ("name", "dataset_id", "schema_id", "aep_conn_id")
+    ui_color = "#fa0f00"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        dataset_id: str,
+        schema_id: str,
+        authenticated: bool = True,
+        aep_conn_id: str = AEPHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.dataset_id = dataset_id
+        self.schema_id = schema_id
+        self.authenticated = authenticated
+        self.aep_conn_id = aep_conn_id
+
+    @cached_property
+    def hook(self) -> AEPHook:
+        return AEPHook(self.aep_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        hook = self.hook
+        base = hook.find_base_connection(self.name)
+        if base is not None:
+            connection_id = str(base["id"])
+        else:
+            connection_id = hook.create_streaming_connection(self.name, authenticated=self.authenticated)
+            self.log.info("Created streaming connection %r (%s)", self.name, connection_id)
+        inlet_id, inlet_url = hook.get_inlet(connection_id)
+
+        source = hook.find_source_connection(connection_id)
+        source_id = str(source["id"]) if source else hook.create_source_connection(f"{self.name} source", connection_id)
+        target = hook.find_target_connection(self.dataset_id)
+        target_id = (
+            str(target["id"])
+            if target
+            else hook.create_target_connection(f"{self.name} to {self.dataset_id}", self.dataset_id, self.schema_id)
+        )
+        flow = hook.find_dataflow(source_id, target_id)
+        if flow is not None:
+            flow_id = str(flow["id"])
+        else:
+            flow_id = hook.create_dataflow(f"{self.name} to {self.dataset_id}", source_id, target_id)
+            self.log.info("Created dataflow %s into dataset %s", flow_id, self.dataset_id)
+        return {
+            "connection_id": connection_id,
+            "inlet_id": inlet_id,
+            "inlet_url": inlet_url,
+            "source_connection_id": source_id,
+            "target_connection_id": target_id,
+            "flow_id": flow_id,
+        }

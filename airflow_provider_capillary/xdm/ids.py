@@ -1,0 +1,61 @@
+"""Deterministic record ids and the compact keys used to deduplicate rows.
+
+``_id`` follows ``reference/capillary.md`` §8.1: the SHA-256 hex digest of
+``capillary|{org_id}|{record_type}|{natural_key}``. The same row therefore always produces the same ``_id``,
+so a replayed extract is de-duplicated by AEP instead of doubling events. Natural keys:
+
+================  ============================================================================
+Record type       Natural key
+================  ============================================================================
+transaction       ``{transaction_id}-{type}``
+loyalty_event     ``event_id``
+customer          ``{customer_id}@{updated_at in UTC}`` (one ``_id`` per profile version)
+================  ============================================================================
+
+The de-duplication state of a run keeps 16-byte digests instead of the keys themselves (time-series: the
+first 16 bytes of the ``_id`` digest; records: the BLAKE2b digest of the natural key); see
+:mod:`airflow_provider_capillary.xdm.mapping` for the memory cost per distinct key.
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b, sha256
+
+#: Length in bytes of the in-memory de-duplication keys (128 bits: collisions are not a practical concern).
+KEY_DIGEST_SIZE = 16
+
+
+def record_digest(org_id: str, record_type: str, natural_key: str) -> bytes:
+    """Return the 32-byte SHA-256 digest whose hex form is the record's ``_id``.
+
+    :param org_id: Capillary org id (empty string when not configured).
+    :param record_type: Registered record type name, e.g. ``transaction``.
+    :param natural_key: The record's natural key.
+    """
+    return sha256(f"capillary|{org_id}|{record_type}|{natural_key}".encode()).digest()
+
+
+def record_id(org_id: str, record_type: str, natural_key: str) -> str:
+    """Return the deterministic XDM ``_id`` of a record: 64 lowercase hex characters.
+
+    :param org_id: Capillary org id (empty string when not configured).
+    :param record_type: Registered record type name, e.g. ``transaction``.
+    :param natural_key: The record's natural key.
+    """
+    return record_digest(org_id, record_type, natural_key).hex()
+
+
+def key_digest(text: str) -> bytes:
+    """Return the compact 16-byte digest used as a de-duplication key.
+
+    :param text: The key (an ``_id`` or a natural key).
+    """
+    return blake2b(text.encode(), digest_size=KEY_DIGEST_SIZE).digest()
+
+
+def content_digest(payload: bytes) -> bytes:
+    """Return the 8-byte digest used to tell an exact duplicate from a conflicting row with the same key.
+
+    :param payload: The serialised record.
+    """
+    return blake2b(payload, digest_size=8).digest()

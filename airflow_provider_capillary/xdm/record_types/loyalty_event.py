@@ -1,0 +1,239 @@
+"""``loyalty_event``: points, tier, coupon and reward events → XDM ExperienceEvent (time-series).
+
+Schema: XDM ExperienceEvent + Loyalty Event Details + the tenant field group below. Natural key
+``event_id``; ``timestamp`` = ``event_time`` in UTC. Every column is also kept, full-fidelity, under
+``_t.capillary.loyaltyEvent`` (``_t`` = ``_{tenantId}``); identities as in ``reference/capillary.md`` §8.1.
+
+Event names (``reference/capillary.md`` §8.4). ``points`` is signed (credit positive, debit negative); a
+value of the wrong sign is a dead letter, a missing value on a points event is
+``missing_required_field:points``:
+
+=================================  ======  ==================================  =========================================
+Capillary ``event_name``           sign    ``eventType``                       standard XDM fields
+=================================  ======  ==================================  =========================================
+pointsIssued                       ≥ 0     ``loyalty.pointsEarned``            ``loyalty.pointsGained[0]``
+promisedToCurrentPointsConversion  ≥ 0     ``loyalty.pointsConverted``         ``loyalty.pointsGained[0]``
+redeemedPointsReversed             ≥ 0     ``loyalty.pointsRedemptionReversed``  tenant only
+pointsRedeemed                     ≤ 0     ``loyalty.pointsRedeemed``          ``loyalty.pointsRedemption[0]`` (value =
+                                                                               abs(points), transactionId =
+                                                                               redemption_id, else bill_number)
+issuedPointsReversed               ≤ 0     ``loyalty.pointsReversed``          tenant only
+pointsExpired                      ≤ 0     ``loyalty.pointsExpired``           tenant only
+pointsExpiryReminder               > 0     ``loyalty.pointsExpiryReminder``    tenant only
+tierUpgraded / tierDowngraded /    —       ``loyalty.tierUpgraded`` /          tenant ``fromTier``, ``toTier``,
+tierRenewed                                ``…tierDowngraded`` / ``…tierRenewed``  ``tierExpiryDate``
+CouponIssue / rewardIssued         —       ``loyalty.rewardIssued``            tenant coupon fields
+CouponRedeem                       —       ``loyalty.rewardRedeemed``          ``loyalty.couponRedemption[0]``
+anything else                      —       dead letter ``unsupported_event_name`` (extend with
+                                           ``MappingOptions.extra_event_types``)
+=================================  ======  ==================================  =========================================
+
+Reason codes of the sign rules: ``negative_points_for_credit_event``, ``positive_points_for_debit_event``,
+``non_positive_points_for_expiry_reminder``. ``pointsGained[0].transactionId`` is ``transaction_id``, else
+``bill_number`` (omitted when neither is present).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_capillary.xdm.record_types.base import (
+    EXPERIENCE_EVENT_CLASS,
+    Behavior,
+    BuildContext,
+    Column,
+    ColumnType,
+    RecordType,
+    SchemaDefinition,
+    register,
+    require,
+)
+from airflow_provider_capillary.xdm.values import FieldError, to_json_number
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+class PointsSign(enum.Enum):
+    """The sign the ``points`` of an event must have."""
+
+    CREDIT = "credit"
+    DEBIT = "debit"
+    SCHEDULED = "scheduled"
+    NONE = "none"
+
+
+class StandardField(enum.Enum):
+    """Which standard Loyalty Event Details field an event fills."""
+
+    POINTS_GAINED = "pointsGained"
+    POINTS_REDEMPTION = "pointsRedemption"
+    COUPON_REDEMPTION = "couponRedemption"
+    NONE = "none"
+
+
+#: Capillary event name → (eventType, sign rule, standard field).
+EVENTS: Mapping[str, tuple[str, PointsSign, StandardField]] = {
+    "pointsIssued": ("loyalty.pointsEarned", PointsSign.CREDIT, StandardField.POINTS_GAINED),
+    "promisedToCurrentPointsConversion": (
+        "loyalty.pointsConverted",
+        PointsSign.CREDIT,
+        StandardField.POINTS_GAINED,
+    ),
+    "redeemedPointsReversed": ("loyalty.pointsRedemptionReversed", PointsSign.CREDIT, StandardField.NONE),
+    "pointsRedeemed": ("loyalty.pointsRedeemed", PointsSign.DEBIT, StandardField.POINTS_REDEMPTION),
+    "issuedPointsReversed": ("loyalty.pointsReversed", PointsSign.DEBIT, StandardField.NONE),
+    "pointsExpired": ("loyalty.pointsExpired", PointsSign.DEBIT, StandardField.NONE),
+    "pointsExpiryReminder": ("loyalty.pointsExpiryReminder", PointsSign.SCHEDULED, StandardField.NONE),
+    "tierUpgraded": ("loyalty.tierUpgraded", PointsSign.NONE, StandardField.NONE),
+    "tierDowngraded": ("loyalty.tierDowngraded", PointsSign.NONE, StandardField.NONE),
+    "tierRenewed": ("loyalty.tierRenewed", PointsSign.NONE, StandardField.NONE),
+    "CouponIssue": ("loyalty.rewardIssued", PointsSign.NONE, StandardField.NONE),
+    "rewardIssued": ("loyalty.rewardIssued", PointsSign.NONE, StandardField.NONE),
+    "CouponRedeem": ("loyalty.rewardRedeemed", PointsSign.NONE, StandardField.COUPON_REDEMPTION),
+}
+
+_STR = {"type": "string"}
+_NUM = {"type": "number"}
+_DATETIME = {"type": "string", "format": "date-time"}
+
+_TENANT_PROPERTIES: dict[str, Any] = {
+    "capillary": {
+        "title": "Capillary",
+        "type": "object",
+        "description": "Capillary loyalty event attributes with no standard XDM field.",
+        "properties": {
+            "customerId": {"title": "Capillary Customer ID", **_STR},
+            "externalId": {"title": "External ID", **_STR},
+            "loyaltyEvent": {
+                "title": "Loyalty Event",
+                "type": "object",
+                "properties": {
+                    "eventName": {"title": "Event Name", **_STR},
+                    "programId": {"title": "Program ID", **_STR},
+                    "points": {"title": "Points (signed)", **_NUM},
+                    "balanceAfter": {"title": "Balance After", **_NUM},
+                    "pointsExpiryDate": {"title": "Points Expiry Date", "type": "string", "format": "date"},
+                    "transactionId": {"title": "Transaction ID", **_STR},
+                    "billNumber": {"title": "Bill Number", **_STR},
+                    "redemptionId": {"title": "Redemption ID", **_STR},
+                    "fromTier": {"title": "From Tier", **_STR},
+                    "toTier": {"title": "To Tier", **_STR},
+                    "tierExpiryDate": {"title": "Tier Expiry Date", **_DATETIME},
+                    "couponCode": {"title": "Coupon Code", **_STR},
+                    "couponSeriesId": {"title": "Coupon Series ID", **_STR},
+                    "discountType": {"title": "Discount Type", **_STR},
+                    "discountValue": {"title": "Discount Value", **_NUM},
+                    "storeCode": {"title": "Store Code", **_STR},
+                    "refId": {"title": "Capillary Ref ID", **_STR},
+                },
+            },
+        },
+    }
+}
+
+_CAP = "_tenant.capillary."
+_EV = "_tenant.capillary.loyaltyEvent."
+
+COLUMNS = (
+    Column("event_id", ColumnType.STRING, required=True),
+    Column("event_name", ColumnType.STRING, required=True, targets=(_EV + "eventName",)),
+    Column("event_time", ColumnType.DATETIME, required=True),
+    Column("customer_id", ColumnType.ID, targets=(_CAP + "customerId",)),
+    Column("external_id", ColumnType.STRING, targets=(_CAP + "externalId",)),
+    Column("mobile", ColumnType.PHONE),
+    Column("email", ColumnType.EMAIL),
+    Column("program_id", ColumnType.ID, targets=(_EV + "programId",)),
+    Column("points", ColumnType.DECIMAL, targets=(_EV + "points",)),
+    Column("points_balance_after", ColumnType.DECIMAL, targets=(_EV + "balanceAfter",)),
+    Column("points_expiry_date", ColumnType.DATE, targets=(_EV + "pointsExpiryDate",)),
+    Column("transaction_id", ColumnType.ID, targets=(_EV + "transactionId",)),
+    Column("bill_number", ColumnType.STRING, targets=(_EV + "billNumber",)),
+    Column("redemption_id", ColumnType.STRING, targets=(_EV + "redemptionId",)),
+    Column("from_tier", ColumnType.STRING, targets=(_EV + "fromTier",)),
+    Column("to_tier", ColumnType.STRING, targets=(_EV + "toTier",)),
+    Column("tier_expiry_date", ColumnType.DATETIME, targets=(_EV + "tierExpiryDate",)),
+    Column("coupon_code", ColumnType.STRING, targets=(_EV + "couponCode",)),
+    Column("coupon_series_id", ColumnType.ID, targets=(_EV + "couponSeriesId",)),
+    Column("discount_type", ColumnType.STRING, targets=(_EV + "discountType",)),
+    Column("discount_value", ColumnType.DECIMAL, targets=(_EV + "discountValue",)),
+    Column("store_code", ColumnType.STRING, targets=(_EV + "storeCode",)),
+    Column("ref_id", ColumnType.STRING, targets=(_EV + "refId",)),
+)
+
+
+def _check_sign(name: str, sign: PointsSign, parsed: Mapping[str, Any]) -> None:
+    if sign is PointsSign.NONE:
+        return
+    points = require(parsed, "points")
+    if sign is PointsSign.CREDIT and points < 0:
+        raise FieldError(
+            "negative_points_for_credit_event", "points", points, f"{name} must credit zero or more points"
+        )
+    if sign is PointsSign.DEBIT and points > 0:
+        raise FieldError(
+            "positive_points_for_debit_event", "points", points, f"{name} must debit (zero or negative points)"
+        )
+    if sign is PointsSign.SCHEDULED and points <= 0:
+        raise FieldError(
+            "non_positive_points_for_expiry_reminder",
+            "points",
+            points,
+            f"{name} carries the points scheduled to expire (more than zero)",
+        )
+
+
+def _build(parsed: Mapping[str, Any], raw: Mapping[str, Any], entity: dict[str, Any], ctx: BuildContext) -> None:
+    name = parsed["event_name"]
+    spec = EVENTS.get(name)
+    if spec is None:
+        extra = ctx.extra_event_types.get(name)
+        if extra is None:
+            raise FieldError(
+                "unsupported_event_name",
+                "event_name",
+                name,
+                "not a mapped Capillary event (add it to MappingOptions.extra_event_types to send it)",
+            )
+        spec = (extra, PointsSign.NONE, StandardField.NONE)
+    event_type, sign, standard = spec
+    _check_sign(name, sign, parsed)
+    entity["eventType"] = event_type
+    if standard is StandardField.NONE:
+        return
+    if standard is StandardField.COUPON_REDEMPTION:
+        redemption: dict[str, Any] = {"id": require(parsed, "coupon_code")}
+        if parsed.get("coupon_series_id") is not None:
+            redemption["series"] = parsed["coupon_series_id"]
+        entity["loyalty"] = {"couponRedemption": [redemption]}
+        return
+    points = parsed["points"]
+    entry: dict[str, Any] = {"value": to_json_number(abs(points))}
+    if parsed.get("program_id") is not None:
+        entry["loyaltyProgramId"] = parsed["program_id"]
+    if standard is StandardField.POINTS_GAINED:
+        reference = parsed.get("transaction_id") or parsed.get("bill_number")
+    else:
+        reference = parsed.get("redemption_id") or parsed.get("bill_number")
+    if reference is not None:
+        entry["transactionId"] = reference
+    entity["loyalty"] = {standard.value: [entry]}
+
+
+LOYALTY_EVENT = register(
+    RecordType(
+        name="loyalty_event",
+        behavior=Behavior.TIME_SERIES,
+        columns=COLUMNS,
+        natural_key=lambda parsed: str(parsed["event_id"]),
+        build=_build,
+        schema=SchemaDefinition(
+            title="Capillary Loyalty Events",
+            class_id=EXPERIENCE_EVENT_CLASS,
+            field_group_ids=("https://ns.adobe.com/xdm/context/experienceevent-loyalty-details",),
+            tenant_properties=_TENANT_PROPERTIES,
+        ),
+        timestamp_column="event_time",
+    )
+)

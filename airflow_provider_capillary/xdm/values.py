@@ -1,0 +1,262 @@
+"""Parsing rules for the scalar values of Capillary extract rows (timestamps, dates, numbers, flags).
+
+Every parser takes the raw value exactly as the extract reader produced it (CSV: ``str`` or ``None``;
+JSON Lines: any JSON value) and either returns the XDM-ready value or raises :class:`FieldError` with a
+stable machine-readable reason code. Nothing is guessed:
+
+===========  ========================================================================================
+Value        Rule
+===========  ========================================================================================
+datetime     ISO-8601 / RFC 3339 ``YYYY-MM-DDTHH:MM[:SS[.f…]]`` then ``Z`` or ``±HH:MM`` (``±HHMM``
+             accepted; a space may replace ``T`` as RFC 3339 allows), or a time-zone-aware
+             ``datetime`` (Parquet). Converted to UTC and written ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``.
+             A timestamp without an offset is rejected unless a time zone for naive timestamps is
+             configured (then it is read in that zone; a wall-clock time that a DST change makes
+             ambiguous or non-existent is rejected). Day/month order is never guessed
+             (``12/31/1990`` is rejected); impossible dates (30 February) are rejected. Epoch
+             numbers are rejected (ms or s is ambiguous). Reason ``invalid_datetime``.
+date         ``YYYY-MM-DD`` only (or a ``date`` object), a real calendar date. Reason ``invalid_date``.
+decimal      JSON numbers, ``Decimal`` (Parquet), or strings ``[+-]digits[.digits]`` (surrounding
+             blanks ignored). No thousands separators, exponents, NaN or infinity. Parsed to
+             :class:`~decimal.Decimal` (JSON floats through their shortest ``repr``, so ``19.99`` stays
+             ``19.99``). Reason ``invalid_number``.
+integer      JSON integers, or strings of digits (``"2"``); ``2.0`` is accepted, ``2.5`` is not; the
+             value must fit XDM's ``integer`` (32-bit). Reason ``invalid_integer``.
+boolean      JSON booleans, or ``true/false/1/0/yes/no/y/n`` in any case. Reason ``invalid_boolean``.
+===========  ========================================================================================
+
+Money and points are kept as :class:`~decimal.Decimal` through every computation (e.g. the absolute value of
+redeemed points). Only the final payload value becomes a JSON number, through :func:`to_json_number`: an
+integral decimal becomes an ``int``; any other becomes the ``float`` whose shortest representation is the
+same decimal text (exact for up to 15 significant digits, which is guaranteed by rejecting values with more
+significant digits, or of 10**15 and more, with ``invalid_number``). So ``8420.50`` is sent as ``8420.5`` and never as
+``8420.499999…``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+#: Largest number of significant digits a decimal may have to be sent as a JSON number without rounding.
+MAX_SIGNIFICANT_DIGITS = 15
+
+_DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:(Z|z)|[+-]\d{2}:?\d{2})?")
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_INT_RE = re.compile(r"[+-]?\d+")
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+_FAST_INT_LIMIT = 10**MAX_SIGNIFICANT_DIGITS
+_TRUE = frozenset({"true", "1", "yes", "y"})
+_FALSE = frozenset({"false", "0", "no", "n"})
+
+
+class FieldError(Exception):
+    """A value of a row that cannot be mapped; becomes a dead letter.
+
+    :param reason: Stable machine-readable reason code (``invalid_datetime``, ``invalid_date`` ...).
+    :param field: The column (or ``column[index].key`` for nested values) that holds the value.
+    :param value: The offending value as it was in the row.
+    :param detail: A human-readable explanation.
+    """
+
+    def __init__(self, reason: str, field: str | None, value: Any, detail: str) -> None:
+        super().__init__(f"{reason}: {field}={value!r}: {detail}")
+        self.reason = reason
+        self.field = field
+        self.value = value
+        self.detail = detail
+
+
+def parse_datetime(value: Any, field: str, naive_tz: tzinfo | None = None) -> str:
+    """Parse an ISO-8601 timestamp and normalise it to UTC.
+
+    :param value: The raw value.
+    :param field: Column name, for the error.
+    :param naive_tz: Time zone in which to read a timestamp without offset; ``None`` (default) rejects it.
+    :return: The UTC timestamp as XDM text, ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``.
+    :raises FieldError: ``invalid_datetime``.
+    """
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        text = value.strip()
+        match = _DATETIME_RE.fullmatch(text)
+        if match is None:
+            raise FieldError(
+                "invalid_datetime", field, value, "not ISO-8601 (expected YYYY-MM-DDTHH:MM:SS±HH:MM or ...Z)"
+            )
+        if match.group(1) == "z":
+            text = text[:-1] + "Z"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as err:
+            raise FieldError("invalid_datetime", field, value, f"not a real date or time: {err}") from None
+    else:
+        raise FieldError("invalid_datetime", field, value, "expected an ISO-8601 string with a UTC offset")
+    offset = parsed.utcoffset()
+    if offset is None:
+        if naive_tz is None:
+            raise FieldError(
+                "invalid_datetime", field, value, "no UTC offset, and no time zone for naive timestamps is configured"
+            )
+        parsed = _localize(parsed, naive_tz, field, value)
+        offset = parsed.utcoffset()
+    if offset:
+        parsed = parsed.astimezone(UTC)
+    elif parsed.tzinfo is not UTC:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.isoformat()[:-6] + "Z"
+
+
+def _localize(naive: datetime, zone: tzinfo, field: str, raw: Any) -> datetime:
+    """Attach a zone to a wall-clock time, refusing times a DST change makes ambiguous or non-existent."""
+    early, late = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
+    if early.utcoffset() != late.utcoffset():
+        raise FieldError("invalid_datetime", field, raw, f"ambiguous or non-existent local time in {zone}")
+    return early
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_us(utc_text: str) -> int:
+    """Microseconds since the epoch of a timestamp returned by :func:`parse_datetime` (orders versions).
+
+    :param utc_text: ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``.
+    """
+    return (datetime.fromisoformat(utc_text) - _EPOCH) // _MICROSECOND
+
+
+def parse_date(value: Any, field: str) -> str:
+    """Parse a calendar date written ``YYYY-MM-DD``.
+
+    :param value: The raw value.
+    :param field: Column name, for the error.
+    :return: The date as ``YYYY-MM-DD``.
+    :raises FieldError: ``invalid_date``.
+    """
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if not isinstance(value, str) or _DATE_RE.fullmatch(value.strip()) is None:
+        raise FieldError("invalid_date", field, value, "expected YYYY-MM-DD")
+    text = value.strip()
+    try:
+        date.fromisoformat(text)
+    except ValueError as err:
+        raise FieldError("invalid_date", field, value, f"not a real date: {err}") from None
+    return text
+
+
+def parse_decimal(value: Any, field: str) -> Decimal:
+    """Parse a money or points amount.
+
+    :param value: The raw value (JSON number or string).
+    :param field: Column name, for the error.
+    :return: The exact decimal.
+    :raises FieldError: ``invalid_number``.
+    """
+    if isinstance(value, bool):
+        raise FieldError("invalid_number", field, value, "a boolean is not a number")
+    # Fast paths: at most 15 characters means at most 15 digits, so no further checks are needed.
+    kind = type(value)
+    if kind is str:
+        text = value.strip()
+        if len(text) <= MAX_SIGNIFICANT_DIGITS and _DECIMAL_RE.fullmatch(text):
+            return Decimal(text)
+    elif kind is float:
+        text = repr(value)
+        if len(text) <= MAX_SIGNIFICANT_DIGITS and "e" not in text and "n" not in text:
+            return Decimal(text)
+    elif kind is int and -_FAST_INT_LIMIT < value < _FAST_INT_LIMIT:
+        return Decimal(value)
+    if isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise FieldError("invalid_number", field, value, "not a finite number")
+        result = value
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise FieldError("invalid_number", field, value, "not a finite number")
+        result = Decimal(repr(value))
+    elif isinstance(value, str) and _DECIMAL_RE.fullmatch(value.strip()):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
+            raise FieldError("invalid_number", field, value, "not a decimal number") from None
+    else:
+        raise FieldError("invalid_number", field, value, "expected a decimal number such as 12.50")
+    if result.adjusted() >= MAX_SIGNIFICANT_DIGITS or (
+        len(result.as_tuple().digits) > MAX_SIGNIFICANT_DIGITS and result != result.to_integral_value()
+    ):
+        raise FieldError(
+            "invalid_number",
+            field,
+            value,
+            f"more than {MAX_SIGNIFICANT_DIGITS} significant digits cannot be sent without rounding",
+        )
+    return result
+
+
+def parse_integer(value: Any, field: str) -> int:
+    """Parse a whole number (quantities, tier numbers).
+
+    :param value: The raw value (JSON number or string).
+    :param field: Column name, for the error.
+    :return: The integer.
+    :raises FieldError: ``invalid_integer``.
+    """
+    number: int | None = None
+    if isinstance(value, bool):
+        raise FieldError("invalid_integer", field, value, "a boolean is not an integer")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if _INT_RE.fullmatch(text):
+            number = int(text)
+        elif _DECIMAL_RE.fullmatch(text):
+            decimal = Decimal(text)
+            if decimal == decimal.to_integral_value():
+                number = int(decimal)
+    if number is None:
+        raise FieldError("invalid_integer", field, value, "expected a whole number")
+    if not _INT_MIN <= number <= _INT_MAX:
+        raise FieldError("invalid_integer", field, value, "outside the 32-bit range of an XDM integer")
+    return number
+
+
+def parse_boolean(value: Any, field: str) -> bool:
+    """Parse a flag.
+
+    :param value: The raw value (JSON boolean or string).
+    :param field: Column name, for the error.
+    :return: The boolean.
+    :raises FieldError: ``invalid_boolean``.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise FieldError("invalid_boolean", field, value, "expected true or false")
+
+
+def to_json_number(value: Decimal) -> int | float:
+    """Turn a parsed decimal into the JSON number sent to AEP (see the module docstring for why this is exact).
+
+    :param value: A decimal returned by :func:`parse_decimal` or computed from one.
+    :return: An ``int`` when the decimal is integral, else the equal ``float``.
+    """
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import hashlib
+
+from airflow_provider_capillary.xdm.ids import content_digest, key_digest, record_id
+
+
+def test_record_id_follows_the_documented_formula() -> None:
+    expected = hashlib.sha256(b"capillary|50001|loyalty_event|41a8a2a8-0739-5168-a93d-4e5aa7ab4db9").hexdigest()
+    assert record_id("50001", "loyalty_event", "41a8a2a8-0739-5168-a93d-4e5aa7ab4db9") == expected
+
+
+def test_record_id_is_deterministic_and_distinguishes_every_part() -> None:
+    first = record_id("50001", "transaction", "901200001-REGULAR")
+    assert first == record_id("50001", "transaction", "901200001-REGULAR")
+    others = {
+        record_id("50002", "transaction", "901200001-REGULAR"),
+        record_id("50001", "loyalty_event", "901200001-REGULAR"),
+        record_id("50001", "transaction", "901200001-RETURN"),
+    }
+    assert first not in others
+    assert len(others) == 3
+
+
+def test_compact_digests() -> None:
+    assert len(key_digest("x")) == 16
+    assert key_digest("x") == key_digest("x") != key_digest("y")
+    assert len(content_digest(b"{}")) == 8
