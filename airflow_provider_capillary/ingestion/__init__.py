@@ -9,7 +9,8 @@ Pure library code over :class:`~airflow_provider_capillary.hooks.aep.AEPHook`; n
 - :mod:`.rate_limit` — :class:`RateLimiter`: records/s and requests/s token buckets (defaults: DCS's 10,000
   messages/s and 1000 requests/s guidance; ``None`` = unlimited), halving on 429 and recovering over time.
 - :mod:`.sender` — :class:`StreamingSender`: concurrent multi-message streaming with per-message retries of
-  transient failures, rejections carrying AEP's status and message, and chunk acknowledgements in order::
+  transient failures, rejections carrying AEP's status and message, and chunk acknowledgements in order. A
+  mapped record becomes ``OutgoingRecord(mapped.entity["_id"], mapped.body, mapped.row)``::
 
       with StreamingSender(hook, inlet=..., dataset_id=..., schema_id=..., flow_id=..., org_id=...) as sender:
           for number, records in enumerate(chunks):       # records: Sequence[OutgoingRecord]
@@ -22,7 +23,8 @@ Pure library code over :class:`~airflow_provider_capillary.hooks.aep.AEPHook`; n
 - :mod:`.batch` — :class:`BatchIngestor`: the records of a run as bounded JSON Lines files in one Batch
   Ingestion batch per dataset, completed and polled to ``success`` or a :class:`BatchIngestionError`.
 - :mod:`.dead_letters` — :class:`DeadLetterWriter`: one deterministic JSON Lines part file per chunk under an
-  object-storage URL, so a retried task overwrites instead of duplicating.
+  object-storage URL, so a retried task overwrites instead of duplicating; :func:`line_from_mapping`,
+  :func:`line_from_rejection` and :func:`line_from_extract_error` build its lines.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ overwrites its file instead of adding a second copy (and removes it when the chu
 
 Each line is one :class:`DeadLetterLine`::
 
-    {"reason": "aep_rejected", "field": null, "detail": "...",
+    {"reason": "aep_rejected", "field": null, "value": null, "detail": "...",
      "row": {"file": "s3://.../part-0000.csv", "line": 17, "values": {...}, "raw": null},
      "record_id": "...", "payload": {...} | null, "aep_error": {"status": 400, "message": "..."} | null}
 
@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_capillary.ingestion.sender import AEP_REJECTED
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -69,6 +71,7 @@ class DeadLetterLine(TypedDict):
     :param reason: Stable reason code (the mapper's codes, an extract error code, ``record_too_large`` or
         ``aep_rejected``).
     :param field: The column or JSON Pointer to blame, if any.
+    :param value: The offending value, if one is to blame.
     :param detail: Human-readable explanation.
     :param row: The source row.
     :param record_id: The mapped entity's ``_id``, when there is one.
@@ -78,6 +81,7 @@ class DeadLetterLine(TypedDict):
 
     reason: str
     field: str | None
+    value: Any
     detail: str
     row: SourceRowRef
     record_id: str | None
@@ -100,13 +104,11 @@ def line_from_mapping(dead_letter: DeadLetter) -> DeadLetterLine:
     """A dead-letter line for a row the XDM mapper could not map or validate."""
     payload = dead_letter.payload
     record_id = payload.get("_id") if isinstance(payload, Mapping) else None
-    detail = dead_letter.detail
-    if dead_letter.field is not None and dead_letter.value is not None:
-        detail = f"{detail} (value: {dead_letter.value!r})" if repr(dead_letter.value) not in detail else detail
     return {
         "reason": dead_letter.reason,
         "field": dead_letter.field,
-        "detail": detail,
+        "value": dead_letter.value,
+        "detail": dead_letter.detail,
         "row": {"file": dead_letter.file, "line": dead_letter.line, "values": dict(dead_letter.row), "raw": None},
         "record_id": str(record_id) if record_id is not None else None,
         "payload": payload,
@@ -120,12 +122,12 @@ def line_from_rejection(rejection: Rejection) -> DeadLetterLine:
     The payload is embedded as the already serialised entity (not parsed again).
     """
     record = rejection.record
-    aep_error: AEPErrorRef | None = (
-        {"status": rejection.status, "message": rejection.message} if rejection.status is not None else None
-    )
+    from_aep = rejection.status is not None or rejection.reason == AEP_REJECTED
+    aep_error: AEPErrorRef | None = {"status": rejection.status, "message": rejection.message} if from_aep else None
     return {
         "reason": rejection.reason,
         "field": None,
+        "value": None,
         "detail": rejection.message,
         "row": _row_ref(record.origin),
         "record_id": record.record_id,
@@ -139,6 +141,7 @@ def line_from_extract_error(error: ExtractError) -> DeadLetterLine:
     return {
         "reason": str(error.code),
         "field": None,
+        "value": None,
         "detail": error.detail,
         "row": {"file": error.file, "line": error.line, "values": None, "raw": error.raw},
         "record_id": None,

@@ -9,7 +9,8 @@ still goes out (after waiting its full cost) and, over any window of ``T`` secon
 Adaptive: on a 429 (whole request or per message) the allowed rate is multiplied by ``decrease_factor``
 (at most once per ``decrease_interval``, so one burst of 429s counts once) down to ``min_fraction`` of the
 configured rate; every ``recovery_interval`` without a 429 it grows back by ``increase_fraction`` of the
-configured rate. It never exceeds the configured rate.
+configured rate. It never exceeds the configured rate. A limit of ``None`` is no limit at all, so there is
+nothing to lower on a 429: only the hook's backoff (honouring ``Retry-After``) slows such a sender down.
 """
 
 from __future__ import annotations

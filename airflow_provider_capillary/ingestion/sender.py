@@ -2,9 +2,10 @@
 
 Flow of one chunk: :meth:`StreamingSender.submit` packs its records, in order, into multi-message requests of at
 most ``max_request_bytes`` (:mod:`~airflow_provider_capillary.ingestion.packing`); a record too large for any
-request is rejected at once (``record_too_large``). ``concurrency`` worker threads send the requests over the
-hook's pooled session, each first taking its share of the :class:`RateLimiter`. DCS answers 207 with one result
-per message in request order (``reference/aep-api.md`` §6.4):
+request is rejected at once (``record_too_large``). Requests never mix chunks, so chunks of at least a request's
+worth of records (about a thousand typical loyalty events) give full requests. ``concurrency`` worker threads
+send the requests over the hook's pooled session, each first taking its share of the :class:`RateLimiter`. DCS
+answers 207 with one result per message in request order (``reference/aep-api.md`` §6.4):
 
 - ``xactionId`` → accepted;
 - ``statusCode`` 429, 500, 502, 503 or 504 → transient: once every request of the chunk has answered, the
@@ -116,6 +117,8 @@ class SenderStats:
     :param throttled: 429s seen: whole requests the hook retried and per-message statuses.
     :param failed_requests: Requests that failed as a whole after the hook's retries.
     :param chunks_completed: Chunks complete (accepted + rejected == submitted).
+
+    The records/s the limiter allows now is :attr:`StreamingSender.current_rate`.
     """
 
     requests: int = 0
@@ -525,7 +528,7 @@ class StreamingSender:
         with self._cv:
             if len(records) > 1:
                 half = len(records) // 2
-                log.warning("Chunk %d: DCS refused %d messages as too large; splitting", chunk.result.chunk, len(records))
+                log.warning("Chunk %d: DCS refused %d messages as too large; split", chunk.result.chunk, len(records))
                 self._enqueue(chunk, [records[:half], records[half:]], 0.0)
             else:
                 detail = error.detail or str(error)

@@ -16,9 +16,15 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_capillary.exceptions import AEPError
+from airflow_provider_capillary.exceptions import AEPAuthError, AEPError
 from airflow_provider_capillary.hooks.aep import AEPHook
-from airflow_provider_capillary.triggers.aep import AEPIngestionTrigger, IngestionResult, check_landing
+from airflow_provider_capillary.triggers.aep import (
+    AEPIngestionTrigger,
+    IngestionResult,
+    LandingCheck,
+    assess_batches,
+    profile_outcome,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -87,7 +93,8 @@ class AEPIngestionSensor(BaseSensorOperator):
     The dataset's Catalog batches created after ``since`` are watched (streamed records land in system-created
     batches, up to about an hour later; Batch Ingestion batches are the run's own). The sensor succeeds once they
     succeeded, fails as soon as one failed (showing each failed batch's error codes and descriptions), and with
-    ``expected_records`` waits until the successful batches' ``recordCount`` adds up to it. The full rules are in
+    ``expected_records`` waits until the successful batches' ``recordCount`` adds up to it. Any failed batch of
+    the datasets created after ``since`` fails it, whoever sent it. The full rules are in
     :mod:`airflow_provider_capillary.triggers.aep`.
 
     Sampled identities are then looked up with the Profile Access API, which is best effort (aep-api.md §7): an
@@ -208,17 +215,38 @@ class AEPIngestionSensor(BaseSensorOperator):
 
     # ------------------------------------------------------------------ checking
 
+    def _landing(self, context: Context) -> LandingCheck:
+        """Apply the landing rules once: list the batches, then (once they landed) look up the sample."""
+        since = self._since(context)
+        batches = {
+            dataset_id: list(self.hook.iter_batches(dataset_id, created_after=since))
+            for dataset_id in self._dataset_ids()
+        }
+        check = assess_batches(batches, self._expected_records(), since=since)
+        sample = self._sample_identities()
+        if check.state != "success" or not sample:
+            return check
+        missing: list[int] = []
+        for index, identity in enumerate(sample):
+            try:
+                found = self.hook.lookup_profile(identity["id"], identity["namespace"])
+            except AEPAuthError as error:
+                if error.status != 403:
+                    raise
+                return profile_outcome(check, len(sample), [], available=False)
+            if found is None:
+                missing.append(index)
+        return profile_outcome(check, len(sample), missing, available=True)
+
     def _check(self, context: Context) -> PokeReturnValue:
-        check = check_landing(
-            self.hook,
-            self._dataset_ids(),
-            since=self._since(context),
-            expected_records=self._expected_records(),
-            sample_identities=self._sample_identities(),
-        )
+        check = self._landing(context)
         if check.state == "failed":
             raise AEPIngestionFailedError(check.message)
-        self.log.info("%s", check.message)
+        profiles = check.result.get("profiles")
+        if profiles is not None and not profiles["available"]:
+            self.log.warning("%s", check.message)
+        else:
+            self.log.info("%s", check.message)
         return PokeReturnValue(is_done=check.state == "success", xcom_value=dict(check.result))
 
     def poke(self, context: Context) -> PokeReturnValue:

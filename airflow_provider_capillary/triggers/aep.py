@@ -149,9 +149,9 @@ def assess_batches(
             elif status not in IGNORED_STATUSES:
                 in_progress.append(f"{batch.get('id')} ({status or 'no status'})")
         datasets[dataset_id] = landed
-        wanted = expected_for(expected_records, dataset_id)
         if isinstance(expected_records, int):
             continue  # judged on the total below
+        wanted = expected_for(expected_records, dataset_id)
         if wanted is not None:
             if landed["records"] < wanted:
                 waiting.append(
@@ -201,39 +201,6 @@ def profile_outcome(check: LandingCheck, sampled: int, missing: Sequence[int], *
             result,
         )
     return LandingCheck("success", f"{check.message}; all {sampled} sampled identities found in Profile", result)
-
-
-def check_landing(
-    hook: AEPHook,
-    dataset_ids: Sequence[str],
-    *,
-    since: int,
-    expected_records: int | Mapping[str, int] | None = None,
-    sample_identities: Sequence[Mapping[str, str]] = (),
-) -> LandingCheck:
-    """Evaluate the landing rules once with the synchronous hook (the sensor's poke).
-
-    :param hook: The AEP hook.
-    :param dataset_ids: The datasets to watch.
-    :param since: Only batches created after this epoch-milliseconds instant count.
-    :param expected_records: See :func:`assess_batches`.
-    :param sample_identities: ``{"id": ..., "namespace": ...}`` identities Profile must find.
-    """
-    batches = {dataset_id: list(hook.iter_batches(dataset_id, created_after=since)) for dataset_id in dataset_ids}
-    check = assess_batches(batches, expected_records, since=since)
-    if check.state != "success" or not sample_identities:
-        return check
-    missing: list[int] = []
-    for index, identity in enumerate(sample_identities):
-        try:
-            found = hook.lookup_profile(identity["id"], identity["namespace"])
-        except AEPAuthError as error:
-            if error.status != 403:
-                raise
-            return profile_outcome(check, len(sample_identities), [], available=False)
-        if found is None:
-            missing.append(index)
-    return profile_outcome(check, len(sample_identities), missing, available=True)
 
 
 class AEPIngestionTrigger(BaseTrigger):

@@ -184,3 +184,40 @@ def test_batch_mode_surfaces_a_failed_batch(aep_emulator: AEPEmulator) -> None:
     assert info.value.errors
     assert "row 2" in str(info.value)
     assert aep_emulator.state.accepted_ids(target.dataset_id) == []
+
+
+def test_random_faults_lose_nothing_and_add_nothing(aep_emulator: AEPEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = AEPHook(max_retry_wait=0.2)
+    target = Target(hook)
+    plan = FaultPlan(seed=3, rate_429=0.05, rate_5xx=0.1, drop_rate=0.05, retry_after=0, partial_rate=0.05)
+    monkeypatch.setattr(aep_emulator, "faults", plan)
+    chunks = {chunk: [record(chunk * 1000 + i, invalid=i == 7) for i in range(150)] for chunk in range(8)}
+    with target.sender(hook, concurrency=3, max_request_bytes=12_000, retry_backoff=0.02, max_message_retries=10) as s:
+        for chunk, records in chunks.items():
+            s.submit(chunk, records)
+        results = s.close()
+    assert [r.chunk for r in results] == list(range(8))
+    assert all(r.accepted == 149 and len(r.rejected) == 1 for r in results)
+    valid = {r.record_id for records in chunks.values() for r in records if b'"lots"' not in r.entity_json}
+    assert sorted(aep_emulator.state.accepted_ids(target.dataset_id)) == sorted(valid)
+    assert s.stats.requests > 8 * 150 * 400 // 12_000  # several requests per chunk really went out
+    assert s.stats.retried > 0  # per-message transient failures happened and were re-sent ...
+    faulted = [e for e in aep_emulator.journal if "/collection/batch/" in e["path"] and e.get("status", 207) != 207]
+    assert faulted  # ... and whole requests failed and were retried by the hook
+
+
+def test_the_engine_never_exceeds_its_rate_over_real_sockets(aep_emulator: AEPEmulator) -> None:
+    hook = AEPHook()
+    target = Target(hook)
+    rate, count = 2_000, 4_000
+    records = [record(i) for i in range(count)]
+    with target.sender(hook, max_records_per_second=rate, max_request_bytes=40_000) as sender:
+        started = time.monotonic()
+        for chunk in range(0, count, 500):
+            sender.submit(chunk, records[chunk : chunk + 500])
+        sender.close()
+        elapsed = time.monotonic() - started
+    burst = rate * 0.1
+    print(f"engine: {count} records in {elapsed:.2f} s = {count / elapsed:.0f}/s (limit {rate}/s, burst {burst:.0f})")
+    assert count <= rate * elapsed + burst
+    assert len(aep_emulator.state.accepted_ids(target.dataset_id)) == count

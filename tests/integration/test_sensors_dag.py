@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pendulum
 import pytest
 
-from airflow_provider_capillary.hooks.aep import TOKEN_CACHE, AEPHook
+from airflow_provider_capillary.hooks.aep import TOKEN_CACHE
 from airflow_provider_capillary.testing.aep_emulator import AEPEmulator
 from airflow_provider_capillary.testing.aep_emulator.client import EmulatorClient, StreamingTarget
 from airflow_provider_capillary.triggers.aep import AEPIngestionTrigger
@@ -44,8 +44,6 @@ def emulator(emulator_module: AEPEmulator, monkeypatch: pytest.MonkeyPatch) -> A
     emulator_module.reset()
     monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emulator_module.connection_json())
     TOKEN_CACHE.clear()
-    # Work-around for the AEPAsyncHook token bug (tests/unit/triggers/test_aep.py::test_cold_token_cache).
-    AEPHook().get_access_token()
     return emulator_module
 
 
@@ -136,7 +134,8 @@ with DAG(
             results = [hook.send_message(TARGET["inlet_url"], message) for message in messages]
         else:
             results = hook.send_messages(TARGET["inlet_url"], messages)
-        return {{"files": sum(len(urls) for urls in files.values()), "accepted": sum("xactionId" in r for r in results)}}
+        accepted = sum("xactionId" in result for result in results)
+        return {{"files": sum(len(urls) for urls in files.values()), "accepted": accepted}}
 
     sent = send(extract.output)
     landed = AEPIngestionSensor(

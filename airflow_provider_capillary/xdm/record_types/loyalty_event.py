@@ -163,23 +163,26 @@ COLUMNS = (
 )
 
 
-def _check_sign(name: str, sign: PointsSign, parsed: Mapping[str, Any]) -> None:
+def _check_sign(name: str, sign: PointsSign, parsed: Mapping[str, Any], raw: Mapping[str, Any]) -> None:
     if sign is PointsSign.NONE:
         return
     points = require(parsed, "points")
     if sign is PointsSign.CREDIT and points < 0:
         raise FieldError(
-            "negative_points_for_credit_event", "points", points, f"{name} must credit zero or more points"
+            "negative_points_for_credit_event", "points", raw.get("points"), f"{name} must credit zero or more points"
         )
     if sign is PointsSign.DEBIT and points > 0:
         raise FieldError(
-            "positive_points_for_debit_event", "points", points, f"{name} must debit (zero or negative points)"
+            "positive_points_for_debit_event",
+            "points",
+            raw.get("points"),
+            f"{name} must debit (zero or negative points)",
         )
     if sign is PointsSign.SCHEDULED and points <= 0:
         raise FieldError(
             "non_positive_points_for_expiry_reminder",
             "points",
-            points,
+            raw.get("points"),
             f"{name} carries the points scheduled to expire (more than zero)",
         )
 
@@ -198,7 +201,7 @@ def _build(parsed: Mapping[str, Any], raw: Mapping[str, Any], entity: dict[str, 
             )
         spec = (extra, PointsSign.NONE, StandardField.NONE)
     event_type, sign, standard = spec
-    _check_sign(name, sign, parsed)
+    _check_sign(name, sign, parsed, raw)
     entity["eventType"] = event_type
     if standard is StandardField.NONE:
         return

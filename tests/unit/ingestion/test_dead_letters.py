@@ -39,6 +39,7 @@ def test_line_from_rejection_keeps_row_payload_and_aep_error() -> None:
     assert line == {
         "reason": "aep_rejected",
         "field": None,
+        "value": None,
         "detail": AEP_MESSAGE,
         "row": {"file": "file:///x/part-0.csv", "line": 17, "values": ROW.values, "raw": None},
         "record_id": "cap-1",
@@ -54,6 +55,9 @@ def test_line_from_rejection_too_large_has_no_aep_error_and_mapping_origins_work
     assert line["row"] == {"file": "f", "line": 2, "values": {"a": 1}, "raw": None}
     opaque = line_from_rejection(Rejection(record._replace(origin=None), "record_too_large", None, "x"))
     assert opaque["row"] == {"file": None, "line": None, "values": None, "raw": None}
+    # AEP refused it but its 207 element had no usable statusCode: AEP's message is still kept as its error.
+    odd = line_from_rejection(Rejection(record, "aep_rejected", None, "no status"))
+    assert odd["aep_error"] == {"status": None, "message": "no status"}
 
 
 def test_line_from_mapping_and_extract_error() -> None:
@@ -67,7 +71,7 @@ def test_line_from_mapping_and_extract_error() -> None:
         None,
         None,
     )
-    assert "'lots'" in line["detail"]
+    assert (line["value"], line["detail"]) == ("lots", "points is not an integer")
     assert line["row"]["line"] == 3
     error = ExtractError("file:///x/part-0.csv", 9, "ragged_row", "expected 3 fields, got 4", "a,b,c,d")
     extract = line_from_extract_error(error)

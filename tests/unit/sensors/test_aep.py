@@ -60,15 +60,19 @@ def event(number: int, **changes: Any) -> dict[str, Any]:
 
 
 def stream(aep: EmulatorClient, target: StreamingTarget, entities: list[dict[str, Any]]) -> None:
-    response = aep.call(
-        "POST", target.batch_url, json={"messages": [target.envelope(e) for e in entities]}, headers={}
-    )
+    response = aep.call("POST", target.batch_url, json={"messages": [target.envelope(e) for e in entities]}, headers={})
     assert response.status_code == 207
 
 
-def context(started: datetime | None = None) -> dict[str, Any]:
+def context(started: datetime | None = None) -> Any:
     """The parts of a task context the sensor reads: the DAG run's start."""
     return {"dag_run": SimpleNamespace(start_date=started or datetime.now(UTC) - timedelta(minutes=1))}
+
+
+def landed(done: Any) -> Any:
+    """The XCom value of a finished poke."""
+    assert done.is_done
+    return done.xcom_value
 
 
 def sensor(dataset_ids: Any, **kwargs: Any) -> AEPIngestionSensor:
@@ -84,10 +88,9 @@ def test_poke_false_until_records_land_then_true(aep: EmulatorClient, events: St
     stream(aep, events, [event(1)])
     assert not watch.poke(context())
     stream(aep, events, [event(2)])
-    done = watch.poke(context())
-    assert done.is_done
-    assert done.xcom_value["records"] == 2
-    assert done.xcom_value["datasets"] == {events.dataset_id: {"batches": 2, "records": 2, "failed_records": 0}}
+    result = landed(watch.poke(context()))
+    assert result["records"] == 2
+    assert result["datasets"] == {events.dataset_id: {"batches": 2, "records": 2, "failed_records": 0}}
 
 
 def test_poke_ignores_batches_before_the_run_started(aep: EmulatorClient, events: StreamingTarget) -> None:
@@ -112,7 +115,7 @@ def test_poke_checks_every_dataset(aep: EmulatorClient, events: StreamingTarget)
     watch = sensor([events.dataset_id, other.dataset_id])
     assert not watch.poke(context())
     stream(aep, other, [event(2), event(3)])
-    assert watch.poke(context()).xcom_value["records"] == 3
+    assert landed(watch.poke(context()))["records"] == 3
 
 
 def test_poke_mode_times_out(events: StreamingTarget) -> None:
@@ -121,7 +124,7 @@ def test_poke_mode_times_out(events: StreamingTarget) -> None:
         watch.execute(context())
 
 
-def test_poke_looks_up_sampled_identities(aep: EmulatorClient) -> None:
+def test_poke_looks_up_sampled_identities(aep: EmulatorClient, emulator: AEPEmulator) -> None:
     schema_id = str(aep.create_schema("Profiles", [PROFILE, IDENTITY_MAP])["$id"])
     aep.ok(
         "PATCH",
@@ -135,9 +138,12 @@ def test_poke_looks_up_sampled_identities(aep: EmulatorClient) -> None:
     )
     stream(aep, target, [{"_id": "p1", "identityMap": {"Email": [{"id": "a@example.com", "primary": True}]}}])
     found = sensor(dataset_id, sample_identities='[{"id": "a@example.com", "namespace": "Email"}]').poke(context())
-    assert found.xcom_value["profiles"] == {"sampled": 1, "found": 1, "available": True}
+    assert landed(found)["profiles"] == {"sampled": 1, "found": 1, "available": True}
     missing = sensor(dataset_id, sample_identities=[{"id": "b@example.com", "namespace": "Email"}])
     assert not missing.poke(context())
+    emulator.faults.script(r"/data/core/ups/access/entities", 403)
+    refused = landed(missing.poke(context()))
+    assert refused["profiles"] == {"sampled": 1, "found": 0, "available": False}
 
 
 # -- deferral --------------------------------------------------------------------------------------------------
@@ -267,7 +273,7 @@ def test_templated_fields_render(events: StreamingTarget) -> None:
         sample_identities='[{"id": "{{ params.who }}", "namespace": "CAPLOYALTY"}]',
         params={"dataset": events.dataset_id, "since": "1750000000000", "count": 0, "who": "CUST-9"},
     )
-    watch.render_template_fields({"params": watch.params})
+    watch.render_template_fields(context() | {"params": watch.params})
     assert watch.dataset_ids == events.dataset_id
     assert watch._since(context()) == 1_750_000_000_000
     assert watch._expected_records() == 0

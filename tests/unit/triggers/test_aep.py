@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from airflow.sdk.module_loading import import_string
 
-from airflow_provider_capillary.hooks.aep import TOKEN_CACHE, AEPHook
+from airflow_provider_capillary.hooks.aep import TOKEN_CACHE
 from airflow_provider_capillary.testing.aep_emulator import AEPEmulator
 from airflow_provider_capillary.testing.aep_emulator.client import EmulatorClient, StreamingTarget
 from airflow_provider_capillary.triggers.aep import AEPIngestionTrigger, assess_batches
@@ -25,7 +25,7 @@ SINCE = 1_700_000_000_000
 
 @pytest.fixture(scope="module")
 def emulator_module() -> Iterator[AEPEmulator]:
-    with AEPEmulator(landing_delay=LANDING_DELAY) as emulator:
+    with AEPEmulator(landing_delay=LANDING_DELAY, journal=True) as emulator:
         yield emulator
 
 
@@ -35,8 +35,6 @@ def emulator(emulator_module: AEPEmulator, monkeypatch: pytest.MonkeyPatch) -> A
     emulator_module.faults.clear_scripts()
     monkeypatch.setenv("AIRFLOW_CONN_AEP_DEFAULT", emulator_module.connection_json())
     TOKEN_CACHE.clear()
-    # Work-around for the AEPAsyncHook token bug (see test_cold_token_cache): the sync hook fills the shared cache.
-    AEPHook().get_access_token()
     return emulator_module
 
 
@@ -147,9 +145,7 @@ async def test_nothing_sent_times_out(events: StreamingTarget) -> None:
     assert "no successful batch yet" in fired[0]["message"]
 
 
-async def test_aep_errors_become_an_error_event_without_secrets(
-    emulator: AEPEmulator, events: StreamingTarget
-) -> None:
+async def test_aep_errors_become_an_error_event_without_secrets(emulator: AEPEmulator, events: StreamingTarget) -> None:
     emulator.faults.script(r"/data/foundation/catalog/batches", 403, times=1)
     fired = await events_of(trigger([events.dataset_id]))
     assert len(fired) == 1
@@ -160,16 +156,14 @@ async def test_aep_errors_become_an_error_event_without_secrets(
     assert "result" not in fired[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AEPAsyncHook.get_access_token hands tenacity's AsyncRetrying a lambda returning a coroutine, which is "
-    "never awaited ('cannot unpack non-iterable coroutine'); reported, remove this marker once the hook is fixed",
-)
-async def test_cold_token_cache(aep: EmulatorClient, events: StreamingTarget) -> None:
+async def test_cold_token_cache(aep: EmulatorClient, events: StreamingTarget, emulator: AEPEmulator) -> None:
+    """A triggerer process starts with no token: the trigger fetches one from IMS itself."""
     TOKEN_CACHE.clear()
+    before = sum(1 for entry in emulator.journal if entry["path"] == "/ims/token/v3")
     stream(aep, events, [event(1)])
     fired = await events_of(trigger([events.dataset_id], expected_records=1))
     assert [payload["status"] for payload in fired] == ["success"]
+    assert sum(1 for entry in emulator.journal if entry["path"] == "/ims/token/v3") == before + 1
 
 
 async def test_unknown_connection_is_an_error_event() -> None:
@@ -207,9 +201,7 @@ async def test_sampled_identities_found(aep: EmulatorClient, profiles: Streaming
     assert fired[0]["result"]["profiles"] == {"sampled": 2, "found": 2, "available": True}
 
 
-async def test_identity_never_found_times_out_without_naming_it(
-    aep: EmulatorClient, profiles: StreamingTarget
-) -> None:
+async def test_identity_never_found_times_out_without_naming_it(aep: EmulatorClient, profiles: StreamingTarget) -> None:
     stream(aep, profiles, [person(1)])
     sample = [{"id": "p1@example.com", "namespace": "Email"}, {"id": "nobody@example.com", "namespace": "Email"}]
     fired = await events_of(trigger([profiles.dataset_id], sample_identities=sample, wait=LANDING_DELAY + 0.5))
@@ -235,7 +227,13 @@ async def test_profile_api_refused_skips_the_look_up(
 
 
 def batch(status: str, records: int = 0, failed: int = 0, **extra: Any) -> dict[str, Any]:
-    return {"id": f"B-{status}-{records}", "status": status, "recordCount": records, "failedRecordCount": failed, **extra}
+    return {
+        "id": f"B-{status}-{records}",
+        "status": status,
+        "recordCount": records,
+        "failedRecordCount": failed,
+        **extra,
+    }
 
 
 @pytest.mark.parametrize(

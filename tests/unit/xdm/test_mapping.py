@@ -758,3 +758,12 @@ def test_custom_fields_become_a_string_map(sample_rows: dict[str, list[Row]]) ->
         "flag": "true",
         "nested": '{"a":1}',
     }
+
+
+def test_dead_letters_are_json_serialisable(sample_rows: dict[str, list[Row]]) -> None:
+    for record_type, rows in sample_rows.items():
+        _, dead, _ = run(record_type, rows)
+        for letter in dead:
+            orjson.dumps(letter._asdict())
+    _, dead, _ = run("loyalty_event", sample_rows["loyalty_event"])
+    assert next(d for d in dead if d.line == 22).value == "-50"
