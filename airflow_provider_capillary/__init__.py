@@ -24,6 +24,42 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://experienceleague.adobe.com/docs/experience-platform.html",
                 "tags": ["service"],
             },
+            {
+                "integration-name": "Capillary",
+                "external-doc-url": "https://docs.capillarytech.com/",
+                "tags": ["service"],
+            },
+        ],
+        "operators": [
+            {
+                "integration-name": "Adobe Experience Platform",
+                "python-modules": [
+                    "airflow_provider_capillary.operators.schema",
+                    "airflow_provider_capillary.operators.dataset",
+                    "airflow_provider_capillary.operators.streaming_connection",
+                    "airflow_provider_capillary.operators.capillary_to_aep",
+                ],
+            },
+        ],
+        "sensors": [
+            {
+                "integration-name": "Adobe Experience Platform",
+                "python-modules": ["airflow_provider_capillary.sensors.aep"],
+            },
+            {
+                "integration-name": "Capillary",
+                "python-modules": ["airflow_provider_capillary.sensors.extracts"],
+            },
+        ],
+        "triggers": [
+            {
+                "integration-name": "Adobe Experience Platform",
+                "python-modules": ["airflow_provider_capillary.triggers.aep"],
+            },
+            {
+                "integration-name": "Capillary",
+                "python-modules": ["airflow_provider_capillary.triggers.extracts"],
+            },
         ],
         "hooks": [
             {

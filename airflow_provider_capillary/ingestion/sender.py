@@ -293,11 +293,15 @@ class StreamingSender:
             self.hook.on_retry = self._hook_on_retry
 
     def abort(self) -> None:
-        """Stop at once: drop queued requests, wait only for those being sent, report nothing more."""
+        """Stop at once (e.g. from ``on_kill``): drop queued requests, wait only for those being sent.
+
+        Chunks not complete by then are never reported; a :meth:`close` waiting in another thread raises.
+        """
         with self._cv:
             self._queue.clear()
             self._closed = True
             self._stopping = True
+            self._cv.notify_all()
         self._stop_workers()
 
     def close(self) -> list[ChunkResult]:
@@ -307,7 +311,7 @@ class StreamingSender:
         """
         with self._cv:
             self._closed = True
-            while not all(chunk.settled for chunk in self._chunks):
+            while not self._stopping and not all(chunk.settled for chunk in self._chunks):
                 self._cv.wait()
         self._stop_workers()
         results = self._drain()
@@ -328,8 +332,10 @@ class StreamingSender:
                 raise RuntimeError("the sender is closed")
             if self._last_chunk is not None and chunk <= self._last_chunk:
                 raise ValueError(f"chunk numbers must increase: got {chunk} after {self._last_chunk}")
-            while self._in_flight_bytes >= self.max_in_flight_bytes and not self._errors:
+            while self._in_flight_bytes >= self.max_in_flight_bytes and not self._errors and not self._stopping:
                 self._cv.wait()
+            if self._stopping:
+                raise RuntimeError("the sender was aborted")
             failed = bool(self._errors)
         if failed:
             self.close()  # raises StreamingIngestionError
@@ -381,6 +387,13 @@ class StreamingSender:
         with self._cv:
             failed = [chunk for chunk in self._chunks if chunk.error is not None]
             errors = list(self._errors)
+            unsettled = [chunk.result.chunk for chunk in self._chunks if not chunk.settled]
+        if unsettled and not failed:
+            raise StreamingIngestionError(
+                f"Streaming to dataset {self.dataset_id} was aborted before chunk(s) {unsettled} were acknowledged",
+                failed_chunks=unsettled,
+                completed=completed,
+            )
         if not failed and not errors:
             return
         first = errors[0] if errors else None

@@ -25,6 +25,7 @@ phone              ``Phone``               standard
 hashed e-mail      ``Email_LC_SHA256``     standard "Emails (SHA256, lowercased)"
 hashed phone       ``Phone_SHA256_E164``   standard "Phone (SHA256_E.164)"; check the code with
                                            ``GET /data/core/idnamespace/identities``
+external_id        none (off)              optional brand namespace such as ``CRMID`` (secondary)
 =================  ======================  =========================================================
 """
 
@@ -51,6 +52,8 @@ class IdentityNamespaces:
     :param phone: Namespace of clear-text E.164 phones. Default ``Phone``.
     :param hashed_email: Namespace of SHA-256 hashed lower-cased e-mails. Default ``Email_LC_SHA256``.
     :param hashed_phone: Namespace of SHA-256 hashed E.164 phones. Default ``Phone_SHA256_E164``.
+    :param external: Namespace of the brand's own id (``external_id``), e.g. ``CRMID``. Default ``None``:
+        ``external_id`` is kept as a tenant field only.
     """
 
     customer: str = "CAPLOYALTY"
@@ -58,6 +61,7 @@ class IdentityNamespaces:
     phone: str = "Phone"
     hashed_email: str = "Email_LC_SHA256"
     hashed_phone: str = "Phone_SHA256_E164"
+    external: str | None = None
 
 
 def normalize_email(value: Any, field: str = "email") -> str | None:
@@ -125,6 +129,7 @@ def build_identity_map(
     namespaces: IdentityNamespaces,
     hashed: bool,
     primary: str | None,
+    external_id: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Build the compatibility-mode ``identityMap``.
 
@@ -134,6 +139,8 @@ def build_identity_map(
     :param namespaces: Namespace codes.
     :param hashed: Whether e-mail and phone are hashes (selects the hashed namespaces).
     :param primary: Which identity is primary: ``"customer"``, ``"Email"``, ``"Phone"`` or ``None``.
+    :param external_id: The brand's own id; added (``authenticated``, never primary) when
+        ``namespaces.external`` is set. Default ``None``.
     :return: ``{namespace: [{"id", "authenticatedState", "primary"}]}``.
     """
     result: dict[str, list[dict[str, Any]]] = {}
@@ -147,4 +154,6 @@ def build_identity_map(
     if phone is not None:
         code = namespaces.hashed_phone if hashed else namespaces.phone
         result[code] = [{"id": phone, "authenticatedState": "ambiguous", "primary": primary == "Phone"}]
+    if external_id is not None and namespaces.external is not None:
+        result[namespaces.external] = [{"id": external_id, "authenticatedState": "authenticated", "primary": False}]
     return result

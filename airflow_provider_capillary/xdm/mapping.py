@@ -732,4 +732,5 @@ class Mapper:
             namespaces=options.identity_namespaces,
             hashed=options.hash_identities,
             primary=primary,
+            external_id=parsed.get("external_id"),
         )

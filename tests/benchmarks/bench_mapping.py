@@ -216,7 +216,8 @@ _BAD = {
 
 
 def generate_rows(record_type: str, count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
-    """Yield ``count`` realistic row value dicts: about 0.5 % repeat an earlier row, 0.5 % are invalid.
+    """Yield ``count`` realistic row value dicts: about 0.5 % repeat an earlier row, 0.5 % are invalid and,
+    for ``customer``, about 1 % are a later version of an earlier customer.
 
     :param record_type: ``customer``, ``transaction`` or ``loyalty_event``.
     :param count: Number of rows.
@@ -230,6 +231,9 @@ def generate_rows(record_type: str, count: int, seed: int = 7) -> Iterator[dict[
         roll = rng.random()
         if previous is not None and roll < 0.005:
             yield previous
+            continue
+        if previous is not None and record_type == "customer" and roll < 0.015:
+            yield {**previous, "points_balance": str(rng.randrange(60000)), "updated_at": "2025-06-01T23:59:59Z"}
             continue
         row = make(rng, n)
         if roll > 0.995:

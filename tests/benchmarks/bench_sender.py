@@ -13,6 +13,10 @@ same. Each run checks that the emulator counted every record. Columns: wall-cloc
 seconds of this client process and of the emulator. Numbers depend on the machine and on what else runs.
 
     /work/venv/bin/python tests/benchmarks/bench_sender.py [--records 200000] [--chunk 5000] [--single 5000]
+        [--concurrency 1 2 4 8] [--latency-ms 0]
+
+``--latency-ms`` adds a round trip to every emulator request (real AEP is tens of milliseconds away), which is
+where concurrency pays off; with no latency the single-core emulator itself is the limit.
 """
 
 from __future__ import annotations
@@ -44,10 +48,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
+def start_emulator(latency_ms: float = 0.0) -> tuple[subprocess.Popen[str], str]:
     """Run the emulator on a free port; point ``aep_default`` at it; return the process and its URL."""
     port = free_port()
     command = [sys.executable, "-m", "airflow_provider_capillary.testing.aep_emulator", "--port", str(port)]
+    command += ["--latency-ms", str(latency_ms)]
     env = {key: value for key, value in os.environ.items() if key != "AEP_EMULATOR_XDM_ROOT"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**env, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None
@@ -173,8 +178,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=5_000)
     parser.add_argument("--single", type=int, default=5_000, help="records sent one request each")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="network round trip the emulator adds")
     args = parser.parse_args()
-    process, url = start_emulator()
+    process, url = start_emulator(args.latency_ms)
     try:
         TOKEN_CACHE.clear()
         hook = AEPHook(pool_size=max(16, *args.concurrency))
@@ -186,6 +192,7 @@ def main() -> None:
         ]
         size = sum(len(r.entity_json) for r in records) / len(records)
         print(f"{len(records):,} loyalty events, {size:.0f} bytes each on average (entity JSON); rate limiting off")
+        print(f"emulator latency {args.latency_ms:.0f} ms per request")
         print(f"| {'scenario':<38} | {'records':>8} | {'seconds':>7} | {'records/s':>10} | cli s | emu s | note")
         print(f"|{'-' * 40}|{'-' * 10}|{'-' * 9}|{'-' * 12}|{'-' * 8}|{'-' * 8}|------")
         template = EnvelopeTemplate(**{k: v for k, v in ids.items() if k not in ("inlet",)})

@@ -38,9 +38,12 @@ def test_every_connection_type_names_an_importable_hook_of_that_type() -> None:
         hook = import_string(conn_type["hook-class-name"])
         assert hook.conn_type == conn_type["connection-type"]
         assert hook.hook_name == conn_type["hook-name"]
-    for entry in info.get("hooks", []):
-        for module in entry["python-modules"]:
-            __import__(module)
+    kinds = ("hooks", "operators", "sensors", "triggers")
+    assert all(info.get(kind) for kind in kinds)
+    for kind in kinds:
+        for entry in info[kind]:
+            for module in entry["python-modules"]:
+                __import__(module)
 
 
 def test_aep_connection_form() -> None:

@@ -43,9 +43,8 @@ updated_at             ``_t.capillary.updatedAt`` (UTC)
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from airflow_provider_capillary.xdm.record_types.base import (
     EXPERIENCE_EVENT_CLASS,
@@ -102,6 +101,7 @@ _TENANT_PROPERTIES: dict[str, Any] = {
     }
 }
 
+_COMPACT = (",", ":")
 _PURCHASE_TYPES = {"REGULAR", "NOT_INTERESTED"}
 _PAYMENT_TYPES = {
     "CASH": "cash",
@@ -260,7 +260,9 @@ def _build(parsed: Mapping[str, Any], raw: Mapping[str, Any], entity: dict[str, 
     custom = parsed.get("custom_fields")
     if custom:
         entity.setdefault(ctx.tenant_key, {}).setdefault("capillary", {})["customFields"] = {
-            str(key): value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+            str(key): value
+            if isinstance(value, str)
+            else json.dumps(value, ensure_ascii=False, separators=_COMPACT, default=str)
             for key, value in custom.items()
             if value is not None
         }

@@ -280,3 +280,22 @@ def test_a_413_splits_the_request_and_rejects_a_lone_message_still_too_large() -
     ]
     delivered = [ids for ids in hook.requests if len(ids) <= 2 and "big0" not in ids]
     assert sorted(i for ids in delivered for i in ids) == ["a0", "a1", "a2", "b0", "b1", "b2"]
+
+
+def test_abort_from_another_thread_releases_a_waiting_close() -> None:
+    started = threading.Event()
+
+    def respond(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        started.set()
+        time.sleep(0.1)
+        return accept_all(messages)
+
+    hook = StubHook(respond)
+    s = sender(hook, concurrency=1, max_messages_per_request=1)
+    s.submit(0, records("a", 30))
+    assert started.wait(5)
+    threading.Timer(0.05, s.abort).start()  # what on_kill does while the task waits in close()
+    with pytest.raises(StreamingIngestionError, match="aborted") as info:
+        s.close()
+    assert info.value.failed_chunks == [0]
+    assert len(hook.requests) < 30

@@ -749,7 +749,7 @@ def test_parse_memos_do_not_change_results(
 
 def test_custom_fields_become_a_string_map(sample_rows: dict[str, list[Row]]) -> None:
     row = sample_rows["transaction"][0]
-    custom = {"channel": "pos", "n": 5, "flag": True, "nested": {"a": 1}, "none": None}
+    custom = {"channel": "pos", "n": 5, "flag": True, "nested": {"a": 1}, "none": None, "big": 2**70}
     records, dead, _ = run("transaction", [Row({**row.values, "custom_fields": custom}, row.file, row.line)])
     assert not dead
     assert records[0].entity["_acmecorp"]["capillary"]["customFields"] == {
@@ -757,6 +757,7 @@ def test_custom_fields_become_a_string_map(sample_rows: dict[str, list[Row]]) ->
         "n": "5",
         "flag": "true",
         "nested": '{"a":1}',
+        "big": "1180591620717411303424",
     }
 
 
@@ -767,3 +768,13 @@ def test_dead_letters_are_json_serialisable(sample_rows: dict[str, list[Row]]) -
             orjson.dumps(letter._asdict())
     _, dead, _ = run("loyalty_event", sample_rows["loyalty_event"])
     assert next(d for d in dead if d.line == 22).value == "-50"
+
+
+def test_external_id_namespace_is_optional(sample_rows: dict[str, list[Row]], validators: dict[str, Validator]) -> None:
+    row = sample_rows["transaction"][0]
+    assert "CRMID" not in run("transaction", [row])[0][0].entity["identityMap"]
+    options = MappingOptions(tenant_id="acmecorp", identity_namespaces=IdentityNamespaces(external="CRMID"))
+    records, _, _ = run("transaction", [row], options, validators["transaction"])
+    assert records[0].entity["identityMap"]["CRMID"] == [
+        {"id": "ACME-0001", "authenticatedState": "authenticated", "primary": False}
+    ]
