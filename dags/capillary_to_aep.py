@@ -64,10 +64,11 @@ with DAG(
         mapping_options=MAPPING_OPTIONS,
         map_index_template="{{ task.record_types }}",
     ).expand(record_types=list(RECORD_TYPES))
+    expected = landed_expectations(stream.output)
     landed = AEPIngestionSensor(
         task_id="wait_for_ingestion",
-        dataset_ids=dataset_ids(targets),
-        expected_records=landed_expectations(stream.output),
+        dataset_ids=dataset_ids(expected),
+        expected_records=expected,
         deferrable=True,
         poke_interval=30,
     )

@@ -106,7 +106,8 @@ class RowLike(Protocol):
 class SpilledRow(NamedTuple):
     """A row read back from the version spill file (same shape as the reader's row).
 
-    :param values: The original column values.
+    :param values: The original column values, through JSON (values JSON cannot hold, such as Parquet
+        decimals or timestamps, come back as their text).
     :param file: The file the row was read from.
     :param line: Its line number.
     """
@@ -381,6 +382,8 @@ _SPILL_HEADER = struct.Struct("<Q16sII")
 
 class Mapper:
     """Maps the rows of one record type for one run, holding that run's de-duplication state.
+
+    Running totals are kept in ``counts`` (a :class:`MappingCounts`).
 
     :param record_type: The record type, or its registered name.
     :param options: Run-time options.

@@ -6,9 +6,11 @@ carry ``meta:*`` keys, ``$id``/``$schema`` and formats) and compiles it once wit
 plain Python code. Compiled validators are cached per schema content (the one module-level cache of this
 package, bounded to a few schemas), so every chunk of every task in a worker reuses it.
 
-Why fastjsonschema: measured on the resolved ``loyalty_event`` schema (``tests/benchmarks/bench_mapping.py``,
-one core) it validated a typical entity in a few microseconds, an order of magnitude faster than the
-``jsonschema`` library's compiled ``Draft7Validator``; the figures are printed by the benchmark.
+Why fastjsonschema: measured with ``tests/benchmarks/bench_mapping.py --validators`` on the schemas resolved
+from the official XDM definitions (about 20,000 generated entities each, one core of a shared 2-core VM),
+fastjsonschema validated a ``loyalty_event`` entity in ~9 µs, a ``transaction`` in ~20 µs and a
+``customer`` in ~19 µs, against ~190 µs, ~720 µs and ~300 µs for the ``jsonschema`` library's
+``Draft7Validator`` with its format checker — 16 to 35 times faster; compiling takes 0.02-0.12 s once.
 
 Formats: ``date`` (``YYYY-MM-DD``, real calendar date) and ``date-time`` (RFC 3339 with ``Z`` or an offset)
 are checked with the same rules as :mod:`airflow_provider_capillary.xdm.values`; any other format that the
