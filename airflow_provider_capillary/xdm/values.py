@@ -214,6 +214,8 @@ def parse_integer(value: Any, field: str) -> int:
         number = value
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        number = int(value)  # the Capillary hook's API records carry Decimals
     elif isinstance(value, str):
         text = value.strip()
         if _INT_RE.fullmatch(text):

@@ -300,3 +300,35 @@ def test_sigkill_mid_run_then_retry_loses_nothing(aep_emulator: AEPEmulator, tmp
     print(f"killed after {killed_at} accepted records; re-sent on retry: {records.duplicates}")
     # At most the requests in flight at the kill are sent twice: the unacknowledged chunks.
     assert records.duplicates <= 3 * 1000
+
+
+@pytest.mark.parametrize("record_type", ["customer", "transaction", "loyalty_event"])
+def test_api_source_streams_the_window_from_the_capillary_api(
+    aep_emulator: AEPEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, record_type: str
+) -> None:
+    from airflow_provider_capillary.hooks.capillary import CapillaryHook
+    from airflow_provider_capillary.testing.capillary_emulator import CapillaryEmulator
+
+    with CapillaryEmulator(generated_customers=8) as capillary:
+        monkeypatch.setenv("AIRFLOW_CONN_CAPILLARY_DEFAULT", capillary.connection_json())
+        expected = list(CapillaryHook().iter_records(record_type, DAY, DAY.add(days=1)))
+        assert expected, "the emulator's generated day has activity of every record type"
+        targets, inlet = set_up([record_type])
+        summary = CapillaryToAEPOperator(
+            task_id="stream",
+            record_types=record_type,
+            targets=targets,
+            inlet=inlet,
+            source="api",
+            dead_letter_uri=(tmp_path / "dead").as_uri(),
+            mapping_options=MAPPING,
+            max_reject_ratio=1.0,
+            chunk_size=5,
+        ).execute(context())  # type: ignore[arg-type]
+    counts = summary["record_types"][record_type]
+    assert counts["read"] == len(expected) and counts["balanced"]
+    assert counts["accepted"] > 0
+    assert len(aep_emulator.state.accepted_ids(targets[record_type]["dataset_id"])) == counts["accepted"]
+    letters = dead_letters(tmp_path / "dead")
+    assert len(letters) == counts["rejected"]
+    assert all(letter["row"]["file"] == f"capillary-api:{record_type}" for letter in letters)
