@@ -42,6 +42,7 @@ Keys are 128-bit digests, so two different records are never taken for duplicate
 
 from __future__ import annotations
 
+import gc
 import json
 import struct
 import tempfile
@@ -53,6 +54,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
+from airflow_provider_capillary.xdm.dedupe import DigestIndex
 from airflow_provider_capillary.xdm.identity import (
     IdentityNamespaces,
     build_identity_map,
@@ -376,6 +378,7 @@ class _CompiledColumn(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------- engine
 
+_CONTENT_DIGEST_SIZE = 8
 _VERSION = struct.Struct("<qQ8s")
 _SPILL_HEADER = struct.Struct("<Q16sII")
 
@@ -442,7 +445,9 @@ class Mapper:
         self._parents = tuple(parents)
         self._attach_order = tuple(sorted(range(len(self._parents)), key=lambda index: len(self._parents[index])))
         self._time_series = self.record_type.behavior is Behavior.TIME_SERIES
-        self._seen: dict[bytes, bytes] = {}
+        self._seen = DigestIndex(
+            _CONTENT_DIGEST_SIZE if self._time_series else _VERSION.size, spill_dir=spill_dir
+        )
         self._spill: IO[bytes] | None = None
         self._seq = 0
         self._finished = False
@@ -464,10 +469,19 @@ class Mapper:
         if self._finished:
             raise RuntimeError("map_chunk called after finish()")
         chunk = MappedChunk()
-        for row in rows:
-            chunk.rows += 1
-            self._seq += 1
-            self._map_one(row, chunk)
+        collecting = gc.isenabled()
+        # Entities hold no reference cycles; pausing the collector spares the full-heap collections that
+        # a chunk's many short-lived dicts would trigger (measured in bench_mapping.py).
+        gc.disable()
+        try:
+            map_one = self._map_one
+            for row in rows:
+                chunk.rows += 1
+                self._seq += 1
+                map_one(row, chunk)
+        finally:
+            if collecting:
+                gc.enable()
         counts = self.counts
         counts.rows += chunk.rows
         counts.records += len(chunk.records)
@@ -485,8 +499,13 @@ class Mapper:
         self._finished = True
         spill, self._spill = self._spill, None
         if spill is None:
+            self._seen.close()
             return
         try:
+            winners = bytearray(self._seq + 1)
+            for version in self._seen.values():
+                winners[_VERSION.unpack(version)[1]] = 1
+            self._seen.close()
             spill.flush()
             spill.seek(0)
             batch: list[MappedRecord] = []
@@ -494,7 +513,7 @@ class Mapper:
                 seq, key, body_len, meta_len = _SPILL_HEADER.unpack(header)
                 body = spill.read(body_len)
                 meta = spill.read(meta_len)
-                if _VERSION.unpack(self._seen[key])[1] != seq:
+                if not winners[seq]:
                     continue
                 file, line, values = orjson.loads(meta)
                 batch.append(MappedRecord(orjson.loads(body), SpilledRow(values, file, line), body))
@@ -511,6 +530,7 @@ class Mapper:
     def close(self) -> None:
         """Delete the spill file of an abandoned run (``finish`` does it for a completed one)."""
         self._finished = True
+        self._seen.close()
         if self._spill is not None:
             self._spill.close()
             self._spill = None
@@ -573,7 +593,7 @@ class Mapper:
         if not self._valid(entity, body, row, chunk):
             return
         if self._time_series:
-            self._seen[key] = digest
+            self._seen.add(key, digest)
             chunk.records.append(MappedRecord(entity, row, body))
         else:
             self._hold(key, version_us, digest, body, row, chunk)
@@ -600,9 +620,10 @@ class Mapper:
             chunk.superseded += 1
             if version < current_us:
                 return
+            self._seen.replace(key, _VERSION.pack(version, self._seq, digest))
         else:
             self.counts.pending += 1
-        self._seen[key] = _VERSION.pack(version, self._seq, digest)
+            self._seen.add(key, _VERSION.pack(version, self._seq, digest))
         if self._spill is None:
             # The spill file outlives this call: finish() or close() closes (and so deletes) it.
             self._spill = tempfile.TemporaryFile(dir=self._spill_dir)  # noqa: SIM115

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_capillary.xdm.dedupe import DigestIndex
+
+
+def _key(number: int) -> bytes:
+    return hashlib.blake2b(str(number).encode(), digest_size=16).digest()
+
+
+def test_keys_merged_to_disk_are_found_with_their_values(tmp_path):
+    index = DigestIndex(8, spill_dir=str(tmp_path), memory_keys=100)
+    for number in range(2_000):
+        assert index.get(_key(number)) is None
+        index.add(_key(number), number.to_bytes(8, "little"))
+    assert len(index) == 2_000
+    assert index._on_disk >= 1_900  # most keys were merged into the disk tier
+    for number in range(2_000):
+        assert index.get(_key(number)) == number.to_bytes(8, "little")
+    assert all(index.get(_key(number)) is None for number in range(2_000, 4_000))
+    assert sorted(int.from_bytes(value, "little") for value in index.values()) == list(range(2_000))
+
+
+def test_replace_changes_values_in_memory_and_on_disk(tmp_path):
+    index = DigestIndex(24, spill_dir=str(tmp_path), memory_keys=64)
+    for number in range(500):
+        index.add(_key(number), bytes(24))
+    for number in (0, 250, 499):
+        index.replace(_key(number), number.to_bytes(24, "little"))
+    assert index.get(_key(0)) == (0).to_bytes(24, "little")
+    assert index.get(_key(250)) == (250).to_bytes(24, "little")
+    assert index.get(_key(499)) == (499).to_bytes(24, "little")
+    assert index.get(_key(1)) == bytes(24)
+    with pytest.raises(KeyError):
+        index.replace(_key(10_000), bytes(24))
+
+
+def test_keys_sharing_their_first_eight_bytes_stay_distinct(tmp_path):
+    index = DigestIndex(8, spill_dir=str(tmp_path), memory_keys=10)
+    prefix = b"\x01" * 8
+    keys = [prefix + number.to_bytes(8, "big") for number in range(600)]
+    rng = random.Random(5)
+    rng.shuffle(keys)
+    for number, key in enumerate(keys):
+        index.add(key, number.to_bytes(8, "little"))
+    for number, key in enumerate(keys):
+        assert index.get(key) == number.to_bytes(8, "little")
+    assert index.get(prefix + (600).to_bytes(8, "big")) is None
+
+
+def test_close_forgets_everything(tmp_path):
+    index = DigestIndex(8, spill_dir=str(tmp_path), memory_keys=4)
+    for number in range(10):
+        index.add(_key(number), bytes(8))
+    index.close()
+    assert len(index) == 0
+    assert index.get(_key(1)) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rejects_non_positive_sizes():
+    with pytest.raises(ValueError, match="positive"):
+        DigestIndex(0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    operations=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2**64 - 1)), max_size=400),
+    memory_keys=st.integers(1, 50),
+)
+def test_behaves_like_a_dict(tmp_path_factory, operations, memory_keys):
+    index = DigestIndex(8, spill_dir=str(tmp_path_factory.mktemp("index")), memory_keys=memory_keys)
+    reference: dict[bytes, bytes] = {}
+    for number, value in operations:
+        key, packed = _key(number), value.to_bytes(8, "little")
+        assert index.get(key) == reference.get(key)
+        if key in reference:
+            index.replace(key, packed)
+        else:
+            index.add(key, packed)
+        reference[key] = packed
+    assert len(index) == len(reference)
+    assert all(index.get(key) == value for key, value in reference.items())
+    assert sorted(index.values()) == sorted(reference.values())
+    index.close()
