@@ -39,6 +39,8 @@ def airflow_env(connection_json: str) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW_CONN_AEP_DEFAULT": connection_json,
         "AIRFLOW_VAR_CAPILLARY_EXTRACT_URI": (DEMO_HOME / "extracts").as_uri(),
+        # airflow standalone starts its components as `airflow ...` commands: the venv's bin must be on PATH.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     return env
 
