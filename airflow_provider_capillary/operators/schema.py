@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_capillary.exceptions import AEPConflictError
+from airflow_provider_capillary.exceptions import AEPConflictError, AEPValidationError
 from airflow_provider_capillary.hooks.aep import AEPHook
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from airflow.sdk import Context
 
@@ -158,10 +158,18 @@ class AEPCreateSchemaOperator(BaseOperator):
         field_group_id = self._ensure_field_group(spec)
         field_groups = [*spec.field_group_ids, *([field_group_id] if field_group_id else [])]
         existing = hook.find_schema(spec.title)
+        created = None
         if existing is None:
-            schema = hook.create_schema(spec.title, spec.class_id, field_groups)
+            # Another run may create it at the same moment: then the title is taken and we use theirs.
+            created, existing = _create_or_find(
+                lambda: hook.create_schema(spec.title, spec.class_id, field_groups),
+                lambda: hook.find_schema(spec.title),
+            )
+        if created is not None:
+            schema = created
             self.log.info("Created schema %r (%s)", spec.title, schema["$id"])
         else:
+            assert existing is not None
             schema = hook.get_schema(existing["$id"])
             if schema.get("meta:class") != spec.class_id:
                 raise AEPConflictError(
@@ -185,7 +193,7 @@ class AEPCreateSchemaOperator(BaseOperator):
             "tenant_id": tenant_id,
             "field_group_id": field_group_id,
             "profile_enabled": "union" in schema.get("meta:immutableTags", []),
-            "created": existing is None,
+            "created": created is not None,
         }
 
     def _ensure_field_group(self, spec: SchemaSpec) -> str | None:
@@ -195,9 +203,15 @@ class AEPCreateSchemaOperator(BaseOperator):
         found = self.hook.find_field_group(body["title"])
         if found is not None:
             return str(found["$id"])
-        created = self.hook.create_field_group(
-            body["title"], body["meta:intendedToExtend"], body["definitions"], body.get("description")
+        created, found = _create_or_find(
+            lambda: self.hook.create_field_group(
+                body["title"], body["meta:intendedToExtend"], body["definitions"], body.get("description")
+            ),
+            lambda: self.hook.find_field_group(body["title"]),
         )
+        if created is None:
+            assert found is not None
+            return str(found["$id"])
         self.log.info("Created field group %r (%s)", body["title"], created["$id"])
         return str(created["$id"])
 
@@ -227,3 +241,16 @@ class AEPCreateSchemaOperator(BaseOperator):
                 f"not {source_property}"
             )
         self.hook.create_identity_descriptor(schema_id, source_property, namespace)
+
+
+def _create_or_find(
+    create: Callable[[], dict[str, Any]], find: Callable[[], dict[str, Any] | None]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """``(created, None)``, or ``(None, found)`` when the create lost a race to another run for the same title."""
+    try:
+        return create(), None
+    except (AEPValidationError, AEPConflictError):
+        found = find()
+        if found is None:
+            raise
+        return None, found

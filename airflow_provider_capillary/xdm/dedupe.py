@@ -6,45 +6,56 @@ Kept in a Python ``dict`` that costs about 145 bytes per key (≈ 725 MB for 5 m
 has two tiers:
 
 - **recent** — a ``dict`` of the last ``memory_keys`` new keys (default 65,536: about 9.5 MB);
-- **disk** — when ``recent`` is full it is sorted and merged, streaming, into one sorted file of fixed-size
-  records (16-byte key + value: 24 bytes per key for an 8-byte value) in a temporary file. Memory keeps only
-  a fence (the first key of every 256-record block: 8 bytes per 256 keys) and a Bloom filter of fixed size
-  (2^26 bits = 8 MB, three probes: ~0.8 % false positives at 5 million keys), which answers "certainly not
-  on disk" for almost every new key without touching the file.
+- **disk** — when ``recent`` is full it is sorted and written as a *run*: a temporary file of fixed-size
+  records (16-byte key + value: 24 bytes per key for an 8-byte value) in key order. Runs are merged,
+  streaming, whenever the newest is at least half the size of the one before it (as a binary counter
+  carries), so there are at most about log2(keys / memory_keys) runs and each key is rewritten as many
+  times. Memory keeps per run a fence (the first key of every 256-record block: 8 bytes per 256 keys) and,
+  for all runs, one Bloom filter of fixed size (2^26 bits = 8 MB, three probes: ~0.8 % false positives at
+  5 million keys), which answers "certainly not on disk" for almost every new key without touching a file.
 
-So memory stays at about 18 MB whatever the number of keys (≈ 24 bytes per key go to disk, read back
-through the operating system's page cache, which is not process memory). Lookups are exact: a Bloom hit is
-confirmed by reading the one block the fence points to and comparing the whole 16-byte key. Merging
-rewrites the file once per ``memory_keys`` new keys (about 1.6 MB per million keys on disk, written
-``keys / memory_keys`` times).
+So memory stays at about 20 MB whatever the number of keys; the ≈ 24 bytes per key on disk (up to twice
+that while the two largest runs merge) are read back through the operating system's page cache, which is
+not process memory. Lookups are exact: a Bloom hit is
+confirmed by reading, in each run, the one block its fence points to and comparing the whole 16-byte key.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
 #: Length in bytes of an index key (a 128-bit digest).
 KEY_SIZE = 16
-#: Records per block of the disk tier (the granularity of the fence).
+#: Records per block of a run (the granularity of its fence).
 _BLOCK_RECORDS = 256
-#: Records merged per step when the recent tier is written to disk.
-_MERGE_RECORDS = 65_536
+#: Records read per step when runs are merged or listed (bounds the memory a merge needs: ~0.4 MB per side).
+_MERGE_RECORDS = 16_384
 _BLOOM_BITS = 26
 _BLOOM_MASK = (1 << _BLOOM_BITS) - 1
+
+
+class _Run(NamedTuple):
+    """A sorted file of records: its handle, number of records and fence (first ``hi`` of every block)."""
+
+    file: IO[bytes]
+    records: int
+    fence: np.ndarray
 
 
 class DigestIndex:
     """A set of 16-byte keys, each with a value of ``value_size`` bytes, held mostly on disk.
 
     :param value_size: Size in bytes of every value.
-    :param spill_dir: Directory of the temporary file of the disk tier. Default: the system temporary
+    :param spill_dir: Directory of the temporary files of the disk tier. Default: the system temporary
         directory.
-    :param memory_keys: Number of new keys held in memory before they are merged into the disk tier.
+    :param memory_keys: Number of new keys held in memory before they are written to the disk tier.
         Default 65,536.
     """
 
@@ -57,9 +68,8 @@ class DigestIndex:
         self._record_size = KEY_SIZE + value_size
         self._dtype = np.dtype([("hi", ">u8"), ("lo", ">u8"), ("value", f"V{value_size}")])
         self._recent: dict[bytes, bytes] = {}
-        self._file: IO[bytes] | None = None
+        self._runs: list[_Run] = []
         self._on_disk = 0
-        self._fence = np.empty(0, dtype=np.uint64)
         self._bloom: np.ndarray | None = None
         self._bloom_view: memoryview | None = None
 
@@ -75,7 +85,7 @@ class DigestIndex:
         if value is None and self._on_disk:
             found = self._find_on_disk(key)
             if found is not None:
-                return found[1]
+                return found[2]
         return value
 
     def add(self, key: bytes, value: bytes) -> None:
@@ -87,7 +97,7 @@ class DigestIndex:
         recent = self._recent
         recent[key] = value
         if len(recent) >= self.memory_keys:
-            self._merge_recent()
+            self._write_recent()
 
     def replace(self, key: bytes, value: bytes) -> None:
         """Change the value of a key that is in the index.
@@ -100,111 +110,131 @@ class DigestIndex:
             self._recent[key] = value
             return
         found = self._find_on_disk(key) if self._on_disk else None
-        if found is None or self._file is None:
+        if found is None:
             raise KeyError(key)
-        os.pwrite(self._file.fileno(), value, found[0] + KEY_SIZE)
+        run, offset, _ = found
+        os.pwrite(run.file.fileno(), value, offset + KEY_SIZE)
 
     def values(self) -> Iterator[bytes]:
-        """Yield every value (disk tier in key order, then the recent tier)."""
-        if self._file is not None:
-            for block in self._blocks(self._file, _MERGE_RECORDS):
+        """Yield every value (the disk tier run by run, then the recent tier)."""
+        size, value_size = self._record_size, self.value_size
+        for run in self._runs:
+            for block in self._blocks(run):
                 raw = block.tobytes()
-                size = self._record_size
                 for offset in range(KEY_SIZE, len(raw), size):
-                    yield raw[offset : offset + self.value_size]
+                    yield raw[offset : offset + value_size]
         yield from self._recent.values()
 
     def close(self) -> None:
-        """Delete the disk tier's file and forget every key."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Delete the disk tier's files and forget every key."""
+        for run in self._runs:
+            run.file.close()
+        self._runs = []
         self._recent = {}
         self._on_disk = 0
-        self._fence = np.empty(0, dtype=np.uint64)
         self._bloom = self._bloom_view = None
 
     # ------------------------------------------------------------------ disk tier
 
-    def _bloom_positions(self, key: bytes) -> tuple[int, int, int]:
-        number = int.from_bytes(key, "big")
-        return number & _BLOOM_MASK, (number >> 32) & _BLOOM_MASK, (number >> 64) & _BLOOM_MASK
-
-    def _find_on_disk(self, key: bytes) -> tuple[int, bytes] | None:
-        """Return ``(file offset of the record, value)`` for a key on disk, or ``None``."""
+    def _find_on_disk(self, key: bytes) -> tuple[_Run, int, bytes] | None:
+        """Return ``(run, file offset of the record, value)`` for a key on disk, or ``None``."""
         bloom = self._bloom_view
-        if bloom is None or self._file is None:
+        if bloom is None:
             return None
-        for position in self._bloom_positions(key):
+        number = int.from_bytes(key, "big")
+        for position in (number & _BLOOM_MASK, (number >> 32) & _BLOOM_MASK, (number >> 64) & _BLOOM_MASK):
             if not bloom[position >> 3] & (1 << (position & 7)):
                 return None
-        hi = int.from_bytes(key[:8], "big")
-        fence = self._fence
-        block = max(int(np.searchsorted(fence, np.uint64(hi), side="left")) - 1, 0)
+        hi = number >> 64
+        for run in self._runs:
+            found = self._find_in_run(run, key, hi)
+            if found is not None:
+                return run, found[0], found[1]
+        return None
+
+    def _find_in_run(self, run: _Run, key: bytes, hi: int) -> tuple[int, bytes] | None:
         size = self._record_size
-        fd = self._file.fileno()
+        fence = run.fence
+        fd = run.file.fileno()
+        # Start at the last block whose first key is below ``hi``: equal ``hi`` may begin a block earlier.
+        block = max(int(np.searchsorted(fence, np.uint64(hi), side="left")) - 1, 0)
         while block < len(fence) and (block == 0 or int(fence[block]) <= hi):
             first = block * _BLOCK_RECORDS
-            count = min(_BLOCK_RECORDS, self._on_disk - first)
-            raw = os.pread(fd, count * size, first * size)
+            raw = os.pread(fd, min(_BLOCK_RECORDS, run.records - first) * size, first * size)
             start = 0
             while (at := raw.find(key, start)) >= 0:
                 if at % size == 0:
-                    offset = first * size + at
-                    return offset, raw[at + KEY_SIZE : at + size]
+                    return first * size + at, raw[at + KEY_SIZE : at + size]
                 start = at + 1
             if int.from_bytes(raw[-size : -size + 8], "big") > hi:
                 return None
             block += 1
         return None
 
-    def _blocks(self, handle: IO[bytes], records: int) -> Iterator[np.ndarray]:
+    def _blocks(self, run: _Run) -> Iterator[np.ndarray]:
         size = self._record_size
-        fd = handle.fileno()
-        for first in range(0, self._on_disk, records):
-            count = min(records, self._on_disk - first)
+        fd = run.file.fileno()
+        for first in range(0, run.records, _MERGE_RECORDS):
+            count = min(_MERGE_RECORDS, run.records - first)
             yield np.frombuffer(os.pread(fd, count * size, first * size), dtype=self._dtype)
 
-    def _merge_recent(self) -> None:
-        """Sort the recent tier and merge it into the disk tier (streaming, in bounded memory)."""
+    def _write_run(self, parts: Iterable[np.ndarray]) -> _Run:
+        """Write sorted record arrays, in order, as a new run."""
+        # The file outlives this call: close() (or the merge that absorbs the run) closes and so deletes it.
+        handle = tempfile.TemporaryFile(dir=self._spill_dir)  # noqa: SIM115
+        fences: list[np.ndarray] = []
+        written = 0
+        for part in parts:
+            if len(part):
+                fences.append(part["hi"][(-written) % _BLOCK_RECORDS :: _BLOCK_RECORDS].astype(np.uint64))
+                handle.write(part.tobytes())
+                written += len(part)
+        handle.flush()
+        return _Run(handle, written, np.concatenate(fences) if fences else np.empty(0, dtype=np.uint64))
+
+    def _write_recent(self) -> None:
+        """Write the recent tier as a run, then merge runs while the newest is at least half the one before."""
         recent = self._recent
-        if not recent:
-            return
-        new = np.frombuffer(b"".join([key + value for key, value in recent.items()]), dtype=self._dtype)
+        keys = np.frombuffer(b"".join(recent), dtype=">u8").reshape(-1, 2)
+        new = np.empty(len(recent), dtype=self._dtype)
+        new["hi"], new["lo"] = keys[:, 0], keys[:, 1]
+        new["value"] = np.frombuffer(b"".join(recent.values()), dtype=f"V{self.value_size}")
         new = new[np.argsort(new["hi"], kind="stable")]
         if self._bloom is None:
             self._bloom = np.zeros(1 << (_BLOOM_BITS - 3), dtype=np.uint8)
-            self._bloom_view = memoryview(self._bloom)
+            self._bloom_view = self._bloom.data
         hi = new["hi"].astype(np.uint64)
         lo = new["lo"].astype(np.uint64)
         mask = np.uint64(_BLOOM_MASK)
         for positions in (lo & mask, (lo >> np.uint64(32)) & mask, hi & mask):
-            np.bitwise_or.at(self._bloom, positions >> np.uint64(3), (1 << (positions & np.uint64(7))).astype(np.uint8))
-        # The merged file outlives this call: close() (or the next merge) closes and so deletes it.
-        target = tempfile.TemporaryFile(dir=self._spill_dir)  # noqa: SIM115
-        fences: list[np.ndarray] = []
-        written = 0
-        taken = 0
-        old = self._file
-        blocks = list(range(0, self._on_disk, _MERGE_RECORDS))
-        for number, block in enumerate(self._blocks(old, _MERGE_RECORDS) if old is not None else ()):
-            last = number == len(blocks) - 1
-            until = len(new) if last else int(np.searchsorted(hi, np.uint64(block["hi"][-1]), side="right"))
-            part = new[taken:until]
-            merged = np.insert(block, np.searchsorted(block["hi"], part["hi"], side="right"), part)
-            taken = until
-            fences.append(merged["hi"][(-written) % _BLOCK_RECORDS :: _BLOCK_RECORDS].astype(np.uint64))
-            target.write(merged.tobytes())
-            written += len(merged)
-        if taken < len(new):
-            rest = new[taken:]
-            fences.append(rest["hi"][(-written) % _BLOCK_RECORDS :: _BLOCK_RECORDS].astype(np.uint64))
-            target.write(rest.tobytes())
-            written += len(rest)
-        target.flush()
-        if old is not None:
-            old.close()
-        self._file = target
-        self._on_disk = written
-        self._fence = np.concatenate(fences)
+            bits = (np.uint64(1) << (positions & np.uint64(7))).astype(np.uint8)
+            np.bitwise_or.at(self._bloom, positions >> np.uint64(3), bits)
+        runs = self._runs
+        runs.append(self._write_run([new]))
+        self._on_disk += len(new)
         self._recent = {}
+        while len(runs) > 1 and runs[-2].records <= 2 * runs[-1].records:
+            newer, older = runs.pop(), runs.pop()
+            runs.append(self._write_run(self._merged(older, newer)))
+            older.file.close()
+            newer.file.close()
+
+    def _merged(self, first: _Run, second: _Run) -> Iterator[np.ndarray]:
+        """Yield the records of two runs in key order, one bounded slice at a time."""
+        blocks = (self._blocks(first), self._blocks(second))
+        empty = np.empty(0, dtype=self._dtype)
+        pending = [next(blocks[0], empty), next(blocks[1], empty)]
+        while len(pending[0]) or len(pending[1]):
+            if not len(pending[0]) or not len(pending[1]):
+                side = 0 if len(pending[0]) else 1
+                yield pending[side]
+                pending[side] = next(blocks[side], empty)
+                continue
+            bound = min(pending[0]["hi"][-1], pending[1]["hi"][-1])
+            cut = [int(np.searchsorted(part["hi"], bound, side="right")) for part in pending]
+            left, right = pending[0][: cut[0]], pending[1][: cut[1]]
+            yield np.insert(left, np.searchsorted(left["hi"], right["hi"], side="right"), right)
+            for side in (0, 1):
+                pending[side] = pending[side][cut[side] :]
+                if not len(pending[side]):
+                    pending[side] = next(blocks[side], empty)

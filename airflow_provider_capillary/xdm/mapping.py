@@ -27,15 +27,17 @@ or ``Phone`` and the record type allows a fallback (events do; ``customer`` does
 ``customer_id`` is its key). The default is no fallback: the sample's phone-only ``loyalty_event`` row is a
 dead letter unless ``fallback_primary="Phone"`` is set.
 
-Memory: the engine holds one chunk at a time, a few parse memos (at most 4,096 entries per column) and a
-compact de-duplication index for the run, which is the only state that grows with the extract:
+Memory: the engine holds one chunk at a time, a few parse memos (at most 4,096 entries per column) and the
+run's de-duplication index (:class:`~airflow_provider_capillary.xdm.dedupe.DigestIndex`), the only state
+that grows with the extract. It keeps the last 65,536 new keys in a ``dict`` (about 9.5 MB) and the rest in
+sorted temporary files on disk — 24 bytes per distinct key for time-series (16-byte digest of the ``_id`` +
+8-byte content digest), 40 for records (16-byte digest of the natural key + ``updated_at``, row sequence
+and content digest) — behind a fixed 8 MB Bloom filter, so process memory stays flat (measured: peak RSS
+of ``bench_mapping.py`` within a few MB from 100,000 to 5,000,000 events). Profiles: the candidate
+payloads are spilled to a temporary file too and streamed back by :meth:`Mapper.finish`.
 
-- time-series: a ``dict`` from the first 16 bytes of the ``_id`` digest to an 8-byte content digest —
-  about 145 bytes per distinct ``_id`` on CPython 3.11 (≈ 145 MB per million distinct events);
-- record: a ``dict`` from the 16-byte digest of the natural key to a packed 24-byte version
-  (``updated_at``, row sequence, content digest) — about 160 bytes per distinct key; the candidate
-  payloads themselves are spilled to a temporary file (disk, not memory) and streamed back by
-  :meth:`Mapper.finish`.
+Speed: the cyclic garbage collector is paused while a chunk is mapped (and while ``finish`` reads a batch),
+see :func:`_collector_paused`.
 
 Keys are 128-bit digests, so two different records are never taken for duplicates in practice.
 """
@@ -48,6 +50,7 @@ import struct
 import tempfile
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -252,22 +255,12 @@ class MappingCounts:
 
 # ---------------------------------------------------------------------------------------------- parsers
 
-#: Column types whose parse results are memoised per run (repeated values are common: expiry dates,
-#: points amounts, the same customer's e-mail and phone). A memo holds at most ``_MEMO_LIMIT`` entries; when
-#: it fills up after fewer than ``2 * _MEMO_LIMIT`` rows (mostly distinct values, e.g. event times) it is
-#: dropped for the rest of the run, otherwise it is emptied and refilled.
-_MEMOISED = frozenset(
-    {
-        ColumnType.DATETIME,
-        ColumnType.DATE,
-        ColumnType.DECIMAL,
-        ColumnType.INTEGER,
-        ColumnType.BOOLEAN,
-        ColumnType.CURRENCY,
-        ColumnType.EMAIL,
-        ColumnType.PHONE,
-    }
-)
+#: Column types whose parse results are memoised per run (repeated values are common: event names,
+#: program ids, expiry dates, points amounts, the same customer's id, e-mail and phone). A memo holds at
+#: most ``_MEMO_LIMIT`` entries; when it fills up after fewer than ``2 * _MEMO_LIMIT`` rows (mostly distinct
+#: values, e.g. event ids or times) it is dropped for the rest of the run, otherwise it is emptied and
+#: refilled. JSON arrays and objects are never memoised (their parsed values are mutable).
+_MEMOISED = frozenset(ColumnType) - {ColumnType.ARRAY, ColumnType.OBJECT}
 _MEMO_LIMIT = 4096
 
 
@@ -345,7 +338,13 @@ def _blank_or(parser: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
 
 def _parser_for(column_type: ColumnType, naive_tz: tzinfo | None) -> Callable[[Any, str], Any]:
     if column_type is ColumnType.DATETIME:
-        return _blank_or(lambda raw, name: parse_datetime(raw, name, naive_tz))
+
+        def parse(raw: Any, name: str) -> str | None:
+            if isinstance(raw, str) and not raw.strip():
+                return None
+            return parse_datetime(raw, name, naive_tz)
+
+        return parse
     parsers: dict[ColumnType, Callable[[Any, str], Any]] = {
         ColumnType.STRING: _parse_string,
         ColumnType.ID: _parse_id,
@@ -362,10 +361,6 @@ def _parser_for(column_type: ColumnType, naive_tz: tzinfo | None) -> Callable[[A
     return parsers[column_type]
 
 
-def _payload_value(value: Any) -> Any:
-    return to_json_number(value) if isinstance(value, Decimal) else value
-
-
 class _CompiledColumn(NamedTuple):
     name: str
     parse: Callable[[Any, str], Any]
@@ -377,6 +372,25 @@ class _CompiledColumn(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------- engine
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector, restoring its previous state on exit.
+
+    Entities, rows and records hold no reference cycles, so reference counting frees them; but the many
+    short-lived containers a chunk allocates trigger collections that walk every object of the process,
+    which in a worker with Airflow imported cost a third of the mapping time (``bench_mapping.py
+    --worker-heap``). A pause lasts one chunk (or one batch of ``finish``) at most.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
 
 _CONTENT_DIGEST_SIZE = 8
 _VERSION = struct.Struct("<qQ8s")
@@ -443,11 +457,12 @@ class Mapper:
                 self._memo_filled_at.append(0)
         self._columns = tuple(columns)
         self._parents = tuple(parents)
-        self._attach_order = tuple(sorted(range(len(self._parents)), key=lambda index: len(self._parents[index])))
-        self._time_series = self.record_type.behavior is Behavior.TIME_SERIES
-        self._seen = DigestIndex(
-            _CONTENT_DIGEST_SIZE if self._time_series else _VERSION.size, spill_dir=spill_dir
+        self._attach_order = tuple(
+            (index, self._parents[index][:-1], self._parents[index][-1])
+            for index in sorted(range(len(self._parents)), key=lambda index: len(self._parents[index]))
         )
+        self._time_series = self.record_type.behavior is Behavior.TIME_SERIES
+        self._seen = DigestIndex(_CONTENT_DIGEST_SIZE if self._time_series else _VERSION.size, spill_dir=spill_dir)
         self._spill: IO[bytes] | None = None
         self._seq = 0
         self._finished = False
@@ -469,19 +484,12 @@ class Mapper:
         if self._finished:
             raise RuntimeError("map_chunk called after finish()")
         chunk = MappedChunk()
-        collecting = gc.isenabled()
-        # Entities hold no reference cycles; pausing the collector spares the full-heap collections that
-        # a chunk's many short-lived dicts would trigger (measured in bench_mapping.py).
-        gc.disable()
-        try:
+        with _collector_paused():
             map_one = self._map_one
             for row in rows:
                 chunk.rows += 1
                 self._seq += 1
                 map_one(row, chunk)
-        finally:
-            if collecting:
-                gc.enable()
         counts = self.counts
         counts.rows += chunk.rows
         counts.records += len(chunk.records)
@@ -502,30 +510,36 @@ class Mapper:
             self._seen.close()
             return
         try:
+            # Sequence numbers of the winning versions (one byte per row of the run, for the time of finish).
             winners = bytearray(self._seq + 1)
             for version in self._seen.values():
                 winners[_VERSION.unpack(version)[1]] = 1
             self._seen.close()
             spill.flush()
             spill.seek(0)
-            batch: list[MappedRecord] = []
-            while header := spill.read(_SPILL_HEADER.size):
-                seq, key, body_len, meta_len = _SPILL_HEADER.unpack(header)
-                body = spill.read(body_len)
-                meta = spill.read(meta_len)
-                if not winners[seq]:
-                    continue
-                file, line, values = orjson.loads(meta)
-                batch.append(MappedRecord(orjson.loads(body), SpilledRow(values, file, line), body))
-                self.counts.pending -= 1
-                self.counts.records += 1
-                if len(batch) >= self.finish_chunk_size:
-                    yield batch
-                    batch = []
-            if batch:
+            while True:
+                with _collector_paused():
+                    batch = self._read_winners(spill, winners)
+                if not batch:
+                    break
                 yield batch
         finally:
             spill.close()
+
+    def _read_winners(self, spill: IO[bytes], winners: bytearray) -> list[MappedRecord]:
+        """Read the next ``finish_chunk_size`` winning versions from the spill file (fewer at its end)."""
+        batch: list[MappedRecord] = []
+        while len(batch) < self.finish_chunk_size and (header := spill.read(_SPILL_HEADER.size)):
+            seq, _key, body_len, meta_len = _SPILL_HEADER.unpack(header)
+            body = spill.read(body_len)
+            meta = spill.read(meta_len)
+            if not winners[seq]:
+                continue
+            file, line, values = orjson.loads(meta)
+            batch.append(MappedRecord(orjson.loads(body), SpilledRow(values, file, line), body))
+        self.counts.pending -= len(batch)
+        self.counts.records += len(batch)
+        return batch
 
     def close(self) -> None:
         """Delete the spill file of an abandoned run (``finish`` does it for a completed one)."""
@@ -641,8 +655,9 @@ class Mapper:
         parsed: dict[str, Any] = {}
         nodes: list[dict[str, Any] | None] = [None] * len(self._parents)
         memos = self._memos
+        get = values.get
         for name, parse, required, memo_index, slots in self._columns:
-            raw = values.get(name)
+            raw = get(name)
             if raw is None:
                 if required:
                     raise FieldError("missing_required_field", name, None, "a value is required")
@@ -651,11 +666,12 @@ class Mapper:
                 value = payload = parse(raw, name)
             else:
                 memo = memos[memo_index]
-                if memo is not None and type(raw) is str and raw in memo:
-                    value, payload = memo[raw]
+                hit = memo.get(raw) if memo is not None and type(raw) is str else None
+                if hit is not None:
+                    value, payload = hit
                 else:
                     value = parse(raw, name)
-                    payload = _payload_value(value)
+                    payload = to_json_number(value) if isinstance(value, Decimal) else value
                     if memo is not None and type(raw) is str:
                         if len(memo) >= _MEMO_LIMIT:
                             self._refresh_memo(memo_index)
@@ -690,12 +706,10 @@ class Mapper:
             dedupe_key = key_digest(natural_key)
             version_us = epoch_us(version)
         entity["identityMap"] = identity_map
-        parents = self._parents
-        for index in self._attach_order:
+        for index, path, last in self._attach_order:
             node = nodes[index]
             if node is None:
                 continue
-            *path, last = parents[index]
             target = entity
             for key in path:
                 child = target.get(key)

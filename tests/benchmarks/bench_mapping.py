@@ -5,6 +5,7 @@ Run from the repository root (one core; numbers go to stdout)::
     /work/venv/bin/python tests/benchmarks/bench_mapping.py                      # all types, 1M rows
     /work/venv/bin/python tests/benchmarks/bench_mapping.py --types loyalty_event --rows 200000
     /work/venv/bin/python tests/benchmarks/bench_mapping.py --validators         # fastjsonschema vs jsonschema
+    /work/venv/bin/python tests/benchmarks/bench_mapping.py --worker-heap        # with Airflow imported
 
 What is measured:
 
@@ -15,7 +16,9 @@ What is measured:
   every entity against the schema resolved from the official XDM definitions in ``../shared/reference/xdm``
   (compiled with fastjsonschema); it reports rows per CPU-second (``time.process_time``, so other load on
   a shared machine does not count) for read and for map+validate separately, end to end (CPU and wall
-  clock), and its peak RSS (``ru_maxrss``), so sizes can be compared (100k vs 1M rows).
+  clock), and its peak RSS (``ru_maxrss``), so sizes can be compared (100k vs 1M rows);
+- ``--worker-heap`` first imports Airflow's task SDK and pandas in the child, as a worker has them: the
+  cyclic garbage collector's full collections walk that heap, so its cost shows only then.
 """
 
 from __future__ import annotations
@@ -292,8 +295,11 @@ def resolved_schema(record_type: str) -> dict[str, Any]:
     return definitions.resolve(spec.class_id, spec.field_group_ids, tenant_field_groups=[spec.tenant_field_group])
 
 
-def run_child(record_type: str, path: Path, profile: bool) -> dict[str, Any]:
+def run_child(record_type: str, path: Path, profile: bool, worker_heap: bool = False) -> dict[str, Any]:
     """Measure one extract in this process (called in a fresh subprocess)."""
+    if worker_heap:
+        import airflow.sdk  # noqa: F401
+        import pandas  # noqa: F401
     from airflow_provider_capillary.xdm.mapping import Mapper, MappingOptions
     from airflow_provider_capillary.xdm.validation import compile_validator
 
@@ -385,11 +391,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--validators", action="store_true", help="compare fastjsonschema with jsonschema")
     parser.add_argument("--profile", action="store_true", help="pyinstrument profile of the child (stderr)")
+    parser.add_argument("--worker-heap", action="store_true", help="import Airflow and pandas in the child first")
     parser.add_argument("--child", nargs=2, metavar=("RECORD_TYPE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT))
     if args.child:
-        print(json.dumps(run_child(args.child[0], Path(args.child[1]), args.profile)))
+        print(json.dumps(run_child(args.child[0], Path(args.child[1]), args.profile, args.worker_heap)))
         return
     if args.validators:
         compare_validators()
@@ -401,6 +408,8 @@ def main() -> None:
                 command = [sys.executable, __file__, "--child", record_type, str(path)]
                 if args.profile:
                     command.append("--profile")
+                if args.worker_heap:
+                    command.append("--worker-heap")
                 output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
                 result = json.loads(output.stdout.strip().splitlines()[-1])
                 print(f"{record_type:14s} {count:>9,d} rows  {json.dumps(result)}", flush=True)

@@ -1,12 +1,22 @@
 """Start and stop a real Airflow deployment on loopback: PostgreSQL, Redis and the Airflow services with Celery.
 
-The Airflow services, their commands and environments are read from ``docker/docker-compose.yaml``: every service
-that ``docker compose up`` starts (no ``profiles``) and that runs a long-lived Airflow command (``api-server``,
-``scheduler``, ``dag-processor``, ``triggerer``, ``celery worker``). Only what differs between containers and one
-machine is translated: compose service hosts become ``127.0.0.1`` with ports picked here, container paths become
-folders of a temporary directory (the dags volume becomes the repository's ``dags/``), and the log servers, which
-bind every interface, are switched off with ``--skip-serve-logs``. PostgreSQL and Redis are Debian's servers, run
-from a temporary data directory on 127.0.0.1 (PostgreSQL as its own system user when the tests run as root).
+What runs, with which command and environment, is read from ``docker/docker-compose.yaml`` (variables from its
+``.env.example``, a fresh secret for each one left empty there): its one-shot Airflow services (``db migrate``) run
+first, then every long-lived Airflow service that ``docker compose up`` starts (``api-server``, ``scheduler``,
+``dag-processor``, ``triggerer``, ``celery worker``). Only what differs between containers and one machine is
+translated:
+
+- hosts: compose service names in URLs become ``127.0.0.1`` with the port of the server started here (or given with
+  :meth:`AirflowStack.add_endpoint`); the api-server listens on 127.0.0.1 on a free port;
+- paths: ``/opt/airflow`` becomes a temporary AIRFLOW_HOME, the image's ``/opt/airflow/dags`` the repository's
+  ``dags/``, a named volume a folder of that AIRFLOW_HOME;
+- listeners that would bind every interface: the log servers are switched off (``--skip-serve-logs``) and the
+  scheduler's health check server is moved to 127.0.0.1;
+- scale: :data:`WORKER_REPLICAS` Celery workers (``docker compose up --scale airflow-worker=2``), each with a
+  concurrency of :data:`WORKER_CONCURRENCY` instead of the image's 16 (this machine has 2 cores).
+
+PostgreSQL and Redis are Debian's servers, run from temporary data directories on 127.0.0.1 (PostgreSQL as its own
+system user when the tests run as root). Every process runs in its own process group, its output in a log file.
 """
 
 from __future__ import annotations
@@ -40,11 +50,13 @@ SERVICE_COMMANDS = frozenset({"api-server", "scheduler", "dag-processor", "trigg
 #: Commands the image's entrypoint runs as they are rather than as ``airflow`` subcommands.
 NON_AIRFLOW_COMMANDS = frozenset({"python", "bash"})
 #: Service commands whose log server binds every interface unless told not to.
-LOG_SERVING_COMMANDS = frozenset({"scheduler", "triggerer", "celery"})
+LOG_SERVING_COMMANDS = frozenset({("scheduler",), ("triggerer",), ("celery", "worker")})
 #: Where the official Airflow image keeps AIRFLOW_HOME.
 CONTAINER_AIRFLOW_HOME = "/opt/airflow"
+#: Celery workers started for the compose file's worker service, as ``--scale`` would.
+WORKER_REPLICAS = 2
 #: Celery worker concurrency on this 2-core machine (the image's default is 16).
-WORKER_CONCURRENCY = 4
+WORKER_CONCURRENCY = 2
 #: How long a stopped process may take before it is killed.
 STOP_TIMEOUT = 20.0
 
@@ -294,12 +306,17 @@ class ManagedProcess:
         """Whether the process is still alive."""
         return self.process is not None and self.process.poll() is None
 
+    def terminate(self) -> None:
+        """Send :attr:`stop_signal` to the process group (does not wait)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, self.stop_signal)
+
     def stop(self) -> None:
-        """Send :attr:`stop_signal` to the process group, then kill what is left of the group."""
+        """Terminate the process group, wait up to :data:`STOP_TIMEOUT` s, then kill what is left of the group."""
         if self.process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, self.stop_signal)
+        self.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(STOP_TIMEOUT)
         # Children may outlive the leader (forked task runners): end the rest of the group too.
@@ -449,7 +466,8 @@ class AirflowStack:
         self._extra_env = dict(extra_env)
         self.postgres: PostgresServer | None = None
         self.redis: RedisServer | None = None
-        self.services: dict[str, ManagedProcess] = {}
+        #: The processes of each Airflow service, by compose service name (several for the Celery workers).
+        self.services: dict[str, list[ManagedProcess]] = {}
 
     def add_endpoint(self, service: str, port: int) -> None:
         """
@@ -515,7 +533,9 @@ class AirflowStack:
         args = list(service.args)
         if args[0] == "api-server":
             args += ["--host", "127.0.0.1", "--port", str(self.api_port)]
-        if args[0] in LOG_SERVING_COMMANDS and "--skip-serve-logs" not in args:
+        if (tuple(args[:1]) in LOG_SERVING_COMMANDS or tuple(args[:2]) in LOG_SERVING_COMMANDS) and (
+            "--skip-serve-logs" not in args
+        ):
             args.append("--skip-serve-logs")
         return [sys.executable, "-m", "airflow", *args]
 
@@ -550,17 +570,33 @@ class AirflowStack:
             if done.returncode != 0:
                 raise StackError(f"{service.name} ({' '.join(service.args)}) failed:\n{log.read_text()[-3000:]}")
         for service in self.compose.airflow_services:
-            process = ManagedProcess(
-                service.name, self.service_argv(service), self.logs / f"{service.name}.log", self.service_env(service)
-            )
-            self.services[service.name] = process.start()
+            argv, env = self.service_argv(service), self.service_env(service)
+            if service.args[:2] == ("celery", "worker"):
+                self.services[service.name] = [
+                    ManagedProcess(
+                        f"{service.name}-{n}",
+                        [*argv, "--celery-hostname", f"{service.name}-{n}@%h"],
+                        self.logs / f"{service.name}-{n}.log",
+                        env,
+                    ).start()
+                    for n in range(1, WORKER_REPLICAS + 1)
+                ]
+            else:
+                self.services[service.name] = [
+                    ManagedProcess(service.name, argv, self.logs / f"{service.name}.log", env).start()
+                ]
         wait_for(self._healthy, timeout, "every Airflow component to report healthy", interval=2)
         return self
 
-    def _healthy(self) -> bool:
-        for name, process in self.services.items():
+    def check_running(self) -> None:
+        """Raise :class:`StackError`, with the end of its log, if any process of the stack has ended."""
+        for process in self.processes():
             if not process.running():
-                raise StackError(f"{name} exited:\n{process.tail()}")
+                code = process.process.returncode if process.process else None
+                raise StackError(f"{process.name} has ended (exit code {code}):\n{process.tail()}")
+
+    def _healthy(self) -> bool:
+        self.check_running()
         health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
         return all(
             health.get(part, {}).get("status") == "healthy"
@@ -568,8 +604,10 @@ class AirflowStack:
         )
 
     def stop(self) -> None:
-        """Stop every Airflow service, then Redis and PostgreSQL; safe to call more than once."""
-        for process in self.services.values():
+        """Stop every Airflow service (all asked at once), then Redis and PostgreSQL; safe to call more than once."""
+        for process in self._airflow_processes():
+            process.terminate()
+        for process in self._airflow_processes():
             process.stop()
         for server in (self.redis, self.postgres):
             if server is not None:
@@ -578,7 +616,10 @@ class AirflowStack:
     def processes(self) -> list[ManagedProcess]:
         """Every process started, backing services first."""
         backing = [server.process for server in (self.postgres, self.redis) if server is not None]
-        return backing + list(self.services.values())
+        return backing + self._airflow_processes()
+
+    def _airflow_processes(self) -> list[ManagedProcess]:
+        return [process for processes in self.services.values() for process in processes]
 
     def log_tails(self, lines: int = 40) -> str:
         """

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow_stack import AirflowAPI, AirflowStack, ComposeService
+from airflow_stack import AirflowAPI, AirflowStack, ComposeFile, ComposeService
 
 from airflow_provider_capillary.testing.aep_emulator import AEPEmulator
 
@@ -35,10 +35,6 @@ ACCEPTED_PER_DAY = {
 }
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: starts real Airflow services (PostgreSQL, Redis, Celery) on loopback")
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """Add the tails of every service's log to the report of a failed e2e test."""
@@ -49,9 +45,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def emulator_service(stack_compose: Any) -> ComposeService:
-    """The compose service that runs the AEP emulator."""
-    for service in stack_compose.services:
+def emulator_service(compose: ComposeFile) -> ComposeService:
+    """The compose service that runs the AEP emulator (the tests run it in-process instead)."""
+    for service in compose.services:
         if EMULATOR_MODULE in service.args:
             return service
     raise AssertionError(f"{COMPOSE_FILE} runs no {EMULATOR_MODULE}")
@@ -66,8 +62,8 @@ def aep_emulator(shared_dir: Path) -> Iterator[AEPEmulator]:
 
 @pytest.fixture(scope="session")
 def extracts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the demo extracts (dead letters are written beside them), with :data:`LATE_DAY` held back in
-    ``<copy>.late`` until a test releases it with :func:`release_late_day`."""
+    """A copy of the demo extracts (dead letters are written beside them), with :data:`LATE_DAY`'s partitions held
+    back in a sibling folder ``late`` until a test releases them with :func:`release_late_day`."""
     root = tmp_path_factory.mktemp("extracts")
     copy, late = root / "demo", root / "late"
     shutil.copytree(DAGS / "demo_extracts", copy, ignore=shutil.ignore_patterns("_dead_letters"))

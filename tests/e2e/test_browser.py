@@ -118,6 +118,7 @@ def test_trigger_form_runs_a_one_day_backfill(
     header = page.get_by_role("heading", name=run_id).locator("xpath=..")
     deadline = time.monotonic() + RUN_TIMEOUT
     while time.monotonic() < deadline:
+        airflow_stack.check_running()
         state = header.inner_text().replace(run_id, "").strip()
         if state in ("Success", "Failed"):
             break

@@ -121,3 +121,32 @@ def test_existing_dataset_for_another_schema_is_an_error(aep_emulator: AEPEmulat
     operator = AEPCreateDatasetOperator(task_id="dataset", name="Capillary Loyalty Events", schema_id="other-schema")
     with pytest.raises(AEPConflictError, match="exists for schema"):
         operator.execute(context={})  # type: ignore[arg-type]
+
+
+def test_a_schema_created_by_a_concurrent_run_is_found_not_duplicated(
+    aep_emulator: AEPEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_capillary.hooks.aep import AEPHook
+
+    first = AEPCreateSchemaOperator(task_id="schema", record_type="transaction").execute({})  # type: ignore[arg-type]
+    # The second run looks before the first one's objects exist, then creates: AEP refuses the duplicate titles.
+    real_find_schema, real_find_group = AEPHook.find_schema, AEPHook.find_field_group
+    seen: list[str] = []
+
+    def stale(real):
+        def find(self, title):
+            if title not in seen:
+                seen.append(title)
+                return None
+            return real(self, title)
+
+        return find
+
+    monkeypatch.setattr(AEPHook, "find_schema", stale(real_find_schema))
+    monkeypatch.setattr(AEPHook, "find_field_group", stale(real_find_group))
+    second = AEPCreateSchemaOperator(task_id="schema", record_type="transaction").execute({})  # type: ignore[arg-type]
+    assert second["schema_id"] == first["schema_id"]
+    assert second["field_group_id"] == first["field_group_id"]
+    assert second["created"] is False
+    assert len(seen) == 2, "both the schema and its field group were looked up again after the refused create"
+    assert aep_emulator.state.stats()["sandboxes"]["prod"]["schemas"] == 1

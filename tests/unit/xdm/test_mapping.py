@@ -778,3 +778,98 @@ def test_external_id_namespace_is_optional(sample_rows: dict[str, list[Row]], va
     assert records[0].entity["identityMap"]["CRMID"] == [
         {"id": "ACME-0001", "authenticatedState": "authenticated", "primary": False}
     ]
+
+
+def _fates(mapper: Mapper, chunks: list[list[Row]]) -> tuple[list[tuple[int, bytes]], list[tuple[int, str]], Any]:
+    records: list[tuple[int, bytes]] = []
+    dead: list[tuple[int, str]] = []
+    for rows in chunks:
+        chunk = mapper.map_chunk(rows)
+        records += [(record.row.line, record.body) for record in chunk.records]
+        dead += [(letter.line, letter.code) for letter in chunk.dead_letters]
+    records += [(record.row.line, record.body) for batch in mapper.finish() for record in batch]
+    return records, dead, mapper.counts
+
+
+@pytest.mark.parametrize("record_type", ["customer", "transaction", "loyalty_event"])
+def test_results_do_not_depend_on_where_the_index_keeps_its_keys(
+    record_type: str, sample_rows: dict[str, list[Row]], monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    # Replays far apart, and conflicting rows, must be recognised after the keys moved to the disk tier.
+    rows = sample_rows[record_type]
+    changed = [Row({**row.values, "store_code": "ELSEWHERE"}, row.file, row.line + 1000) for row in rows]
+    chunks = [rows[:5], rows[5:], rows, changed, rows[::-1]]
+    expected = _fates(Mapper(record_type, OPTIONS), chunks)
+    assert expected[2].duplicates > 0 and expected[2].balanced
+    if record_type != "customer":
+        assert any(code == "duplicate_id_conflict:_id" for _, code in expected[1])
+    else:
+        assert expected[2].superseded > 0
+
+    from airflow_provider_capillary.xdm import mapping
+    from airflow_provider_capillary.xdm.dedupe import DigestIndex
+
+    created: list[DigestIndex] = []
+
+    def tiny_index(value_size: int, *, spill_dir: str | None = None) -> DigestIndex:
+        created.append(DigestIndex(value_size, spill_dir=str(tmp_path), memory_keys=2))
+        return created[-1]
+
+    monkeypatch.setattr(mapping, "DigestIndex", tiny_index)
+    mapper = Mapper(record_type, OPTIONS)
+    chunk = mapper.map_chunk(rows)
+    assert chunk.rows == len(rows) and created[0]._on_disk > 0
+    mapper.close()
+    assert _fates(Mapper(record_type, OPTIONS), chunks) == expected
+    assert list(tmp_path.iterdir()) == []  # finish() deleted the index file
+
+
+def test_the_collector_is_paused_per_chunk_and_restored(sample_rows: dict[str, list[Row]]) -> None:
+    import gc
+
+    states: list[bool] = []
+
+    class Spy(dict):  # type: ignore[type-arg]
+        def get(self, key: str, default: Any = None) -> Any:
+            states.append(gc.isenabled())
+            return super().get(key, default)
+
+    rows = [Row(Spy(row.values), row.file, row.line) for row in sample_rows["loyalty_event"][:2]]
+    assert gc.isenabled()
+    Mapper("loyalty_event", OPTIONS).map_chunk(rows)
+    assert states and not any(states)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        Mapper("loyalty_event", OPTIONS).map_chunk(rows)
+        assert not gc.isenabled()  # a collector paused by the caller stays paused
+    finally:
+        gc.enable()
+    with pytest.raises(AttributeError):
+        Mapper("loyalty_event", OPTIONS).map_chunk([object()])  # type: ignore[list-item]
+    assert gc.isenabled()
+
+
+def test_finish_reads_its_batches_with_the_collector_paused(
+    sample_rows: dict[str, list[Row]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import types
+
+    from airflow_provider_capillary.xdm import mapping
+
+    states: list[bool] = []
+
+    def loads(data: bytes) -> Any:
+        states.append(gc.isenabled())
+        return orjson.loads(data)
+
+    monkeypatch.setattr(mapping, "orjson", types.SimpleNamespace(dumps=orjson.dumps, loads=loads))
+    mapper = Mapper("customer", OPTIONS, finish_chunk_size=2)
+    mapper.map_chunk(sample_rows["customer"])
+    batches = []
+    for batch in mapper.finish():
+        assert gc.isenabled()  # restored before each batch is handed out
+        batches.append(batch)
+    assert len(batches) > 1 and states and not any(states)
+    assert mapper.counts.pending == 0 and mapper.counts.balanced

@@ -189,3 +189,40 @@ class TestParseIntegerAndBoolean:
     def test_bad_booleans(self, raw: object) -> None:
         with pytest.raises(FieldError, match="invalid_boolean"):
             parse_boolean(raw, "email_optin")
+
+
+def _outcome(text: str) -> object:
+    try:
+        return parse_datetime(text, "t")
+    except FieldError as err:
+        return err.reason
+    except OverflowError:
+        return "overflow"
+
+
+_PARTS = st.tuples(
+    st.sampled_from(["0001", "1999", "2024", "2025", "9999"]),
+    st.sampled_from(["00", "01", "02", "06", "12", "13"]),
+    st.sampled_from(["00", "01", "28", "29", "30", "31", "32"]),
+    st.sampled_from(["T", " ", "t", "_"]),
+    st.sampled_from(["00", "05", "12", "23", "24"]),
+    st.sampled_from(["00", "07", "30", "59", "60"]),
+    st.sampled_from(["00", "36", "59", "60"]),
+    st.sampled_from(
+        ["Z", "z", "+00:00", "-00:00", "+05:30", "-04:00", "+14:00", "-12:00", "+24:00", "+05:75", "+0100"]
+    ),
+)
+
+
+@given(parts=_PARTS, noise=st.one_of(st.none(), st.tuples(st.integers(0, 24), st.sampled_from("x9 +-:٣T"))))
+def test_the_datetime_fast_path_agrees_with_the_general_rules(
+    parts: tuple[str, ...], noise: tuple[int, str] | None
+) -> None:
+    year, month, day, sep, hour, minute, second, offset = parts
+    text = f"{year}-{month}-{day}{sep}{hour}:{minute}:{second}{offset}"
+    if noise is not None and noise[0] < len(text):
+        text = text[: noise[0]] + noise[1] + text[noise[0] + 1 :]
+    fast = _outcome(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("airflow_provider_capillary.xdm.values._utc_text", lambda _text: None)
+        assert _outcome(text) == fast
