@@ -173,6 +173,8 @@ class RecordTypePipeline:
         self.next_chunk = int((resume or {}).get("next_chunk", 0)) if self.checkpoints else 0
         self._pending: dict[int, _Pending] = {}
         self._last_progress = time.monotonic()
+        #: The source file being read (for progress reports).
+        self.current_file: str | None = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -224,6 +226,7 @@ class RecordTypePipeline:
     def _mapped_chunks(self) -> Iterator[tuple[int, list[MappedRecord]]]:
         """Map every source chunk (then what the mapper held back); remember each chunk's dead letters."""
         for chunk in self.chunks:
+            self.current_file = chunk.file
             row_errors = [e for e in chunk.errors if not e.file_level]
             mapped = self.mapper.map_chunk(chunk.rows)
             number = self.next_chunk

@@ -239,16 +239,19 @@ class CapillaryToAEPOperator(BaseOperator):
         if position and mode == "stream":
             self.log.info("%s: resuming after %s line %s (checkpoint)", record_type, *position)
         chunks = self._chunks(record_type, start, end, position if mode == "stream" else None)
+        sizes = self._file_sizes(record_type, start)
 
         def progress(counts: RecordTypeCounts) -> None:
+            elapsed = max(time.time() - begun, 1e-9)
             self.log.info(
-                "%s: %d read, %d accepted, %d dead-lettered, %d retried, %.0f records/s",
+                "%s: %d read, %d accepted, %d dead-lettered, %d retried, %.0f records/s%s",
                 record_type,
                 counts.read,
                 counts.accepted,
                 counts.rejected,
                 counts.retried,
-                counts.read / max(time.time() - begun, 1e-9),
+                counts.read / elapsed,
+                _eta(sizes, pipeline.current_file, elapsed),
             )
 
         begun = time.time()
@@ -292,15 +295,22 @@ class CapillaryToAEPOperator(BaseOperator):
             return self.mode
         if self.source != "extracts":
             return "stream"
+        sizes = self._file_sizes(record_type, start)
+        size = sum(sizes.values())
+        mode = "batch" if size > self.auto_batch_bytes else "stream"
+        self.log.info("%s: %d files, %d bytes: %s mode", record_type, len(sizes), size, mode)
+        return mode
+
+    def _file_sizes(self, record_type: str, start: datetime) -> dict[str, int]:
+        """Size of each part file of the partition, in reading order (empty for the API source)."""
+        if self.source != "extracts":
+            return {}
         from airflow_provider_capillary.extracts.layout import DEFAULT_PATH_TEMPLATE, partition_files
 
         files = partition_files(
             self._extract_root(), record_type, start, path_template=self.path_template or DEFAULT_PATH_TEMPLATE
         )
-        size = sum(path.stat().st_size for path in files)
-        mode = "batch" if size > self.auto_batch_bytes else "stream"
-        self.log.info("%s: %d files, %d bytes: %s mode", record_type, len(files), size, mode)
-        return mode
+        return {str(path): path.stat().st_size for path in files}
 
     def _extract_root(self) -> ObjectStoragePath:
         return ObjectStoragePath(str(self.extract_uri), conn_id=self.extract_conn_id)
@@ -439,6 +449,19 @@ class CapillaryToAEPOperator(BaseOperator):
 
     def on_kill(self) -> None:
         self.log.info("Killed: the next try resumes after the last acknowledged chunk")
+
+
+def _eta(sizes: Mapping[str, int], current_file: str | None, elapsed: float) -> str:
+    """``, file i/n, ETA m:ss`` from the bytes of the files already read (files are read in order)."""
+    if current_file is None or current_file not in sizes:
+        return ""
+    files = list(sizes)
+    index = files.index(current_file)
+    done = sum(sizes[f] for f in files[:index])
+    if not done:
+        return f", file {index + 1}/{len(files)}"
+    seconds = int(elapsed * (sum(sizes.values()) - done) / done)
+    return f", file {index + 1}/{len(files)}, ETA {seconds // 60}:{seconds % 60:02d}"
 
 
 def _safe(part: str) -> str:

@@ -332,3 +332,29 @@ def test_api_source_streams_the_window_from_the_capillary_api(
     letters = dead_letters(tmp_path / "dead")
     assert len(letters) == counts["rejected"]
     assert all(letter["row"]["file"] == f"capillary-api:{record_type}" for letter in letters)
+
+
+def test_progress_reports_records_rate_and_eta(
+    aep_emulator: AEPEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "extracts"
+    write_events(root, 2000)
+    partition = root / "loyalty_event" / "dt=2025-06-01"
+    lines = (partition / "part-0000.csv").read_text().splitlines()
+    (partition / "part-0000.csv").write_text("\n".join(lines[:1001]) + "\n")
+    (partition / "part-0001.csv").write_text("\n".join(lines[:1] + lines[1001:]) + "\n")
+    targets, inlet = set_up(["loyalty_event"])
+    CapillaryToAEPOperator(
+        task_id="stream",
+        record_types="loyalty_event",
+        targets=targets,
+        inlet=inlet,
+        extract_uri=root.as_uri(),
+        mapping_options=MAPPING,
+        chunk_size=100,
+        progress_interval=0,
+    ).execute(context())  # type: ignore[arg-type]
+    logs = capsys.readouterr().out
+    assert "loyalty_event: 2000 read, 2000 accepted, 0 dead-lettered" in logs
+    assert "records/s, file 1/2" in logs
+    assert ", file 2/2, ETA " in logs
