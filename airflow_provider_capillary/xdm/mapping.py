@@ -255,12 +255,22 @@ class MappingCounts:
 
 # ---------------------------------------------------------------------------------------------- parsers
 
-#: Column types whose parse results are memoised per run (repeated values are common: event names,
-#: program ids, expiry dates, points amounts, the same customer's id, e-mail and phone). A memo holds at
-#: most ``_MEMO_LIMIT`` entries; when it fills up after fewer than ``2 * _MEMO_LIMIT`` rows (mostly distinct
-#: values, e.g. event ids or times) it is dropped for the rest of the run, otherwise it is emptied and
-#: refilled. JSON arrays and objects are never memoised (their parsed values are mutable).
-_MEMOISED = frozenset(ColumnType) - {ColumnType.ARRAY, ColumnType.OBJECT}
+#: Column types whose parse results are memoised per run (repeated values are common: expiry dates,
+#: points amounts, the same customer's e-mail and phone). A memo holds at most ``_MEMO_LIMIT`` entries; when
+#: it fills up after fewer than ``2 * _MEMO_LIMIT`` rows (mostly distinct values, e.g. event times) it is
+#: dropped for the rest of the run, otherwise it is emptied and refilled.
+_MEMOISED = frozenset(
+    {
+        ColumnType.DATETIME,
+        ColumnType.DATE,
+        ColumnType.DECIMAL,
+        ColumnType.INTEGER,
+        ColumnType.BOOLEAN,
+        ColumnType.CURRENCY,
+        ColumnType.EMAIL,
+        ColumnType.PHONE,
+    }
+)
 _MEMO_LIMIT = 4096
 
 
