@@ -24,7 +24,7 @@ DAGS = REPO / "dags"
 EMULATOR_MODULE = "airflow_provider_capillary.testing.aep_emulator"
 #: Seconds before accepted records show in AEP's Catalog: long enough that the ingestion sensors find nothing at
 #: their first check and defer to the triggerer, short enough that the trigger's next poll (30 s) finds them.
-LANDING_DELAY = 25.0
+LANDING_DELAY = 40.0
 #: The demo day whose extract is held back until its run's extract sensor has deferred to the triggerer.
 LATE_DAY = "2025-06-03"
 #: Records of one demo day that AEP accepts, per dataset (the other rows are dead letters by design).

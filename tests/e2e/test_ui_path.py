@@ -226,13 +226,14 @@ def test_setup_adhoc_and_backfill_through_the_rest_api(
     # The deferrable sensors went through the triggerer: deferred, trigger ran and fired, task resumed.
     assert "deferred" in watcher.states("capillary_to_aep", late_run, "wait_for_extract")
     assert deferral_problem(task_log(api, "capillary_to_aep", late_run, "wait_for_extract")) is None
-    # Every ingestion sensor finds nothing landed at its first check (records land LANDING_DELAY s after they were
-    # sent) and defers, except possibly the second of the two runs that sent the shared day: the first run's
-    # records may have landed by the time it checks. Which of the two came second is up to the scheduler.
-    ingestion = {run: deferral_problem(task_log(api, *run, "wait_for_ingestion")) for run in all_runs}
-    shared_day = [("capillary_to_aep_backfill", adhoc["dag_run_id"]), ("capillary_to_aep", run_of_day["2025-06-02"])]
-    assert {run: problem for run, problem in ingestion.items() if run not in shared_day and problem} == {}
-    assert any(ingestion[run] is None for run in shared_day), ingestion
+    # The ingestion sensors defer too: records land LANDING_DELAY s after they were sent, so a sensor that checks
+    # before that defers to the triggerer. Whether each one checks that early depends on how busy the machine is
+    # (and on the shared day the other run's records may already have landed), so at least one must have, and every
+    # one that deferred must have gone through the triggerer's whole cycle.
+    ingestion = {run: task_log(api, *run, "wait_for_ingestion") for run in all_runs}
+    deferred = {run: log for run, log in ingestion.items() if any(re.search(DEFERRAL_MARKERS[0], e) for e in log)}
+    assert deferred, "no ingestion sensor deferred"
+    assert {run: deferral_problem(log) for run, log in deferred.items() if deferral_problem(log)} == {}
 
     # The Celery workers shared the work.
     for worker in airflow_stack.services[airflow_stack.compose.running("celery").name]:
