@@ -34,22 +34,6 @@ class IdentityDescriptorSpec:
     namespace: str
     is_primary: bool = True
 
-    def body(self, schema_id: str, schema_version: int = 1) -> dict[str, Any]:
-        """The ``POST /tenant/descriptors`` request body.
-
-        :param schema_id: The schema's ``$id`` (not its ``meta:altId``).
-        :param schema_version: ``xdm:sourceVersion``. Default 1.
-        """
-        return {
-            "@type": "xdm:descriptorIdentity",
-            "xdm:sourceSchema": schema_id,
-            "xdm:sourceVersion": schema_version,
-            "xdm:sourceProperty": self.source_property,
-            "xdm:namespace": self.namespace,
-            "xdm:property": "xdm:code",
-            "xdm:isPrimary": self.is_primary,
-        }
-
 
 @dataclass(frozen=True)
 class SchemaSpec:
@@ -69,19 +53,6 @@ class SchemaSpec:
     field_group_ids: tuple[str, ...]
     tenant_field_group: dict[str, Any]
     identity_descriptor: IdentityDescriptorSpec | None
-
-    def create_body(self, *, description: str | None = None) -> dict[str, Any]:
-        """The ``POST /tenant/schemas`` body with the class and standard field groups (add the tenant field
-        group by ``PATCH`` once it exists, see ``reference/aep-api.md`` §2.5).
-
-        :param description: Schema description. Default: generated from the record type.
-        """
-        return {
-            "type": "object",
-            "title": self.title,
-            "description": description or f"Capillary {self.record_type} records streamed by Airflow",
-            "allOf": [{"$ref": ref} for ref in (self.class_id, *self.field_group_ids)],
-        }
 
 
 def _substitute_tenant(value: Any, tenant_key: str) -> Any:
