@@ -232,14 +232,14 @@ class CapillaryToAEPOperator(BaseOperator):
             self.log.info("%s: already completed by an earlier try; nothing to do", record_type)
             return RecordTypeCounts.from_dict(resume["counts"]), str(resume.get("mode", "stream"))
         dataset_id, schema_id = target["dataset_id"], target["schema_id"]
-        mode = "dry_run" if dry_run else self._mode(record_type, start)
+        sizes = self._file_sizes(record_type, start)
+        mode = "dry_run" if dry_run else self._mode(record_type, sizes)
         validator = self._validator(schema_id)
         mapper = Mapper(record_type, self._mapping_options(), validator=validator)
         position = tuple(resume["position"]) if resume and resume.get("position") else None
         if position and mode == "stream":
             self.log.info("%s: resuming after %s line %s (checkpoint)", record_type, *position)
         chunks = self._chunks(record_type, start, end, position if mode == "stream" else None)
-        sizes = self._file_sizes(record_type, start)
 
         def progress(counts: RecordTypeCounts) -> None:
             elapsed = max(time.time() - begun, 1e-9)
@@ -290,12 +290,12 @@ class CapillaryToAEPOperator(BaseOperator):
             end = start + timedelta(days=1)
         return start, end
 
-    def _mode(self, record_type: str, start: datetime) -> str:
+    def _mode(self, record_type: str, sizes: Mapping[str, int]) -> str:
+        """The mode to use: ``mode`` unless ``auto``, which picks by the partition's size (its files' ``sizes``)."""
         if self.mode != "auto":
             return self.mode
         if self.source != "extracts":
             return "stream"
-        sizes = self._file_sizes(record_type, start)
         size = sum(sizes.values())
         mode = "batch" if size > self.auto_batch_bytes else "stream"
         self.log.info("%s: %d files, %d bytes: %s mode", record_type, len(sizes), size, mode)

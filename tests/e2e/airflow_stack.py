@@ -613,6 +613,18 @@ class AirflowStack:
             if server is not None:
                 server.stop()
 
+    def __enter__(self) -> AirflowStack:
+        """Start the stack; when it fails to start, print the services' log tails and stop what did start."""
+        try:
+            return self.start()
+        except BaseException:
+            print(self.log_tails())
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def processes(self) -> list[ManagedProcess]:
         """Every process started, backing services first."""
         backing = [server.process for server in (self.postgres, self.redis) if server is not None]

@@ -95,14 +95,8 @@ def airflow_stack(
     )
     emulator_port = int(aep_emulator.url.rsplit(":", 1)[1])
     stack.add_endpoint(emulator_service(stack.compose).name, emulator_port)
-    try:
-        stack.start()
-    except BaseException:
-        print(stack.log_tails())
-        stack.stop()
-        raise
-    yield stack
-    stack.stop()
+    with stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")

@@ -108,14 +108,8 @@ def stack(
     root = tmp_path_factory.mktemp("sigkill-stack")
     stack = AirflowStack(COMPOSE_FILE, root, dags_folder=dags_folder, extra_env={})
     stack.add_endpoint(emulator_service(stack.compose).name, int(emulator.url.rsplit(":", 1)[1]))
-    try:
-        stack.start()
-    except BaseException:
-        print(stack.log_tails())
-        stack.stop()
-        raise
-    yield stack
-    stack.stop()
+    with stack:
+        yield stack
 
 
 def set_up(emulator: AEPEmulator) -> tuple[dict[str, dict[str, str]], str]:

@@ -24,10 +24,8 @@ from airflow_provider_capillary.exceptions import AEPServerError
 from airflow_provider_capillary.hooks.aep import AEPHook
 from airflow_provider_capillary.ingestion.sender import StreamingIngestionError
 from airflow_provider_capillary.operators.capillary_to_aep import CapillaryToAEPOperator
-from airflow_provider_capillary.operators.dataset import AEPCreateDatasetOperator
-from airflow_provider_capillary.operators.schema import AEPCreateSchemaOperator
-from airflow_provider_capillary.operators.streaming_connection import AEPCreateStreamingConnectionOperator
 from airflow_provider_capillary.testing.aep_emulator import AEPEmulator
+from tests.integration.aep_setup import set_up
 
 pytestmark = pytest.mark.integration
 
@@ -46,30 +44,6 @@ def context(run_id: str = "run-1", **extra: Any) -> dict[str, Any]:
         xcom_push=lambda key, value: pushed.update({key: value}),
     )
     return {"ti": ti, "data_interval_start": DAY, "data_interval_end": DAY.add(days=1), "pushed": pushed, **extra}
-
-
-def set_up(record_types: list[str]) -> tuple[dict[str, dict[str, str]], str]:
-    """Schemas, datasets and the streaming dataflows through the set-up operators; returns (targets, inlet)."""
-    targets: dict[str, dict[str, str]] = {}
-    inlet = ""
-    for record_type in record_types:
-        schema = AEPCreateSchemaOperator(task_id="s", record_type=record_type).execute({})  # type: ignore[arg-type]
-        dataset = AEPCreateDatasetOperator(
-            task_id="d", name=f"Capillary {record_type}", schema_id=schema["schema_id"]
-        ).execute({})  # type: ignore[arg-type]
-        flow = AEPCreateStreamingConnectionOperator(
-            task_id="c",
-            name="Capillary Loyalty Streaming",
-            dataset_id=dataset["dataset_id"],
-            schema_id=schema["schema_id"],
-        ).execute({})  # type: ignore[arg-type]
-        targets[record_type] = {
-            "dataset_id": dataset["dataset_id"],
-            "schema_id": schema["schema_id"],
-            "flow_id": flow["flow_id"],
-        }
-        inlet = flow["inlet_url"]
-    return targets, inlet
 
 
 @pytest.fixture

@@ -12,11 +12,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_capillary.operators.dataset import AEPCreateDatasetOperator
-from airflow_provider_capillary.operators.schema import AEPCreateSchemaOperator
-from airflow_provider_capillary.operators.streaming_connection import AEPCreateStreamingConnectionOperator
 from airflow_provider_capillary.testing.aep_emulator import AEPEmulator
 from airflow_provider_capillary.testing.aep_emulator.faults import Fault, FaultPlan
+from tests.integration.aep_setup import set_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.db]
 
@@ -51,18 +49,6 @@ def metadata_db() -> None:
     initdb()
 
 
-def set_up(record_type: str) -> tuple[dict[str, dict[str, str]], str]:
-    schema = AEPCreateSchemaOperator(task_id="s", record_type=record_type).execute({})  # type: ignore[arg-type]
-    dataset = AEPCreateDatasetOperator(
-        task_id="d", name=f"Capillary {record_type}", schema_id=schema["schema_id"]
-    ).execute({})  # type: ignore[arg-type]
-    flow = AEPCreateStreamingConnectionOperator(
-        task_id="c", name="Streaming", dataset_id=dataset["dataset_id"], schema_id=schema["schema_id"]
-    ).execute({})  # type: ignore[arg-type]
-    target = {"dataset_id": dataset["dataset_id"], "schema_id": schema["schema_id"], "flow_id": flow["flow_id"]}
-    return {record_type: target}, flow["inlet_url"]
-
-
 def write_events(root: Path, valid: int, invalid: int) -> None:
     """Loyalty events, every tenth row with an impossible time (10 % invalid when valid:invalid = 9:1)."""
     partition = root / "loyalty_event" / "dt=2025-06-01"
@@ -81,7 +67,7 @@ def run_stream(
     dag_from_source: Any, tmp_path: Path, emulator: AEPEmulator, *, dag_id: str, max_reject_ratio: float
 ) -> tuple[str, str, list[dict[str, Any]]]:
     """Run the streaming task in dag.test(); returns (run state, dataset id, dead-letter lines)."""
-    targets, inlet = set_up("loyalty_event")
+    targets, inlet = set_up(["loyalty_event"])
     dead = tmp_path / "dead"
     dag = dag_from_source(
         dag_id,
@@ -184,7 +170,7 @@ def test_an_oversize_record_is_dead_lettered_with_its_reason(aep_emulator: AEPEm
     small = {**base, "transaction_id": 1, "bill_number": "B-1"}
     huge = {**base, "transaction_id": 2, "bill_number": "B-2", "custom_fields": {"note": "x" * 1_100_000}}
     (partition / "part-0000.jsonl").write_text(json.dumps(small) + "\n" + json.dumps(huge) + "\n")
-    targets, inlet = set_up("transaction")
+    targets, inlet = set_up(["transaction"])
     from types import SimpleNamespace
 
     import pendulum
