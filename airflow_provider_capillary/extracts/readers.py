@@ -481,6 +481,8 @@ def _parse_json_line(raw: bytes) -> tuple[Any, ErrorCode | None, str]:
         return json.loads(text, parse_constant=_reject_constant), None, ""
     except ValueError as exc:
         return None, ErrorCode.INVALID_JSON, str(exc)
+    except RecursionError:
+        return None, ErrorCode.INVALID_JSON, "nested too deeply to parse"
 
 
 def _reject_constant(name: str) -> Any:

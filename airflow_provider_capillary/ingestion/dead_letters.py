@@ -28,6 +28,7 @@ import orjson
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_capillary.ingestion.sender import AEP_REJECTED
+from airflow_provider_capillary.xdm.values import orjson_safe
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -162,10 +163,16 @@ def _default(value: Any) -> Any:
 
 
 def serialise_line(line: DeadLetterLine) -> bytes:
-    """One dead-letter line as compact JSON plus a newline."""
-    return orjson.dumps(
-        line, default=_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
-    )
+    """One dead-letter line as compact JSON plus a newline.
+
+    Values orjson cannot write (a row nested deeper than 255 levels, an integer beyond 64 bits) are kept as
+    :func:`~airflow_provider_capillary.xdm.values.orjson_safe` renders them, so bad input never stops the writer.
+    """
+    option = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+    try:
+        return orjson.dumps(line, default=_default, option=option)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(orjson_safe(line), default=_default, option=option)
 
 
 class DeadLetterWriter:

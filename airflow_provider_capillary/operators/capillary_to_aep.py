@@ -133,7 +133,7 @@ class CapillaryToAEPOperator(BaseOperator):
         extract_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", [Asset(name="capillary_aep_records", uri=f"aep://{aep_conn_id}/capillary")])
+        kwargs.setdefault("outlets", [Asset(f"aep://{aep_conn_id}/capillary")])
         super().__init__(**kwargs)
         self.record_types = record_types
         self.targets = targets

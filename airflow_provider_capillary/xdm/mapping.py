@@ -73,6 +73,7 @@ from airflow_provider_capillary.xdm.validation import MAX_STREAMING_RECORD_BYTES
 from airflow_provider_capillary.xdm.values import (
     FieldError,
     epoch_us,
+    orjson_safe,
     parse_boolean,
     parse_date,
     parse_datetime,
@@ -314,7 +315,7 @@ def _parse_json(kind: type, label: str) -> Callable[[Any, str], Any]:
                 return None
             try:
                 value = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise FieldError("invalid_value", name, raw, f"expected a JSON {label}") from None
         if not isinstance(value, kind):
             raise FieldError("invalid_value", name, raw, f"expected a JSON {label}")
@@ -652,7 +653,10 @@ class Mapper:
         if self._spill is None:
             # The spill file outlives this call: finish() or close() closes (and so deletes) it.
             self._spill = tempfile.TemporaryFile(dir=self._spill_dir)  # noqa: SIM115
-        meta = orjson.dumps([row.file, row.line, row.values], default=str)
+        try:
+            meta = orjson.dumps([row.file, row.line, row.values], default=str)
+        except orjson.JSONEncodeError:  # values orjson cannot write (too deep, too big an integer): keep them safe
+            meta = orjson.dumps([row.file, row.line, orjson_safe(row.values)], default=str)
         self._spill.write(_SPILL_HEADER.pack(self._seq, key, len(body), len(meta)))
         self._spill.write(body)
         self._spill.write(meta)

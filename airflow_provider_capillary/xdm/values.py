@@ -297,3 +297,30 @@ def to_json_number(value: Decimal) -> int | float:
     if value == value.to_integral_value():
         return int(value)
     return float(value)
+
+
+MAX_KEPT_DEPTH = 200
+"""Deepest nesting :func:`orjson_safe` keeps (orjson writes at most 255 levels; the enclosing lines add a few)."""
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**64 - 1
+
+
+def orjson_safe(value: Any, depth: int = MAX_KEPT_DEPTH) -> Any:
+    """
+    A copy of a row's values that orjson can serialise, for where a row is written back (dead letters, spill files).
+
+    Input rows can hold what orjson refuses to write: JSON nested deeper than 255 levels, or integers beyond 64
+    bits. Containers deeper than ``depth`` become a short text saying so; such integers become their digits.
+
+    :param value: the values (JSON types, possibly with other types ``default=`` handles).
+    :param depth: container levels to keep; default :data:`MAX_KEPT_DEPTH`.
+    """
+    if isinstance(value, dict | list | tuple):
+        if depth <= 0:
+            return f"<nested more than {MAX_KEPT_DEPTH} levels deep: elided>"
+        if isinstance(value, dict):
+            return {key: orjson_safe(item, depth - 1) for key, item in value.items()}
+        return [orjson_safe(item, depth - 1) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT64_MIN <= value <= _INT64_MAX:
+        return str(value)
+    return value
