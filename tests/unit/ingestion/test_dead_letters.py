@@ -17,6 +17,7 @@ from airflow_provider_capillary.ingestion.dead_letters import (
     line_from_extract_error,
     line_from_mapping,
     line_from_rejection,
+    serialise_line,
 )
 from airflow_provider_capillary.ingestion.sender import OutgoingRecord, Rejection
 from airflow_provider_capillary.xdm.mapping import DeadLetter
@@ -118,3 +119,18 @@ def test_memory_store_and_unusual_values() -> None:
 def test_bad_part_names_are_refused(record_type: str, chunk: int) -> None:
     with pytest.raises(ValueError):
         DeadLetterWriter("memory://x").path_for(record_type, chunk)
+
+
+def test_a_row_orjson_cannot_write_is_still_written() -> None:
+    deep: list[object] = []
+    for _ in range(300):
+        deep = [deep]
+    line = serialise_line({"reason": "invalid_value", "row": {"values": {"items": deep, "points": 10**30}}})
+    written = orjson.loads(line)
+    values = written["row"]["values"]
+    assert values["points"] == str(10**30)
+    depth, node = 0, values["items"]
+    while isinstance(node, list):
+        depth, node = depth + 1, node[0]
+    assert 150 < depth < 256
+    assert "elided" in node
