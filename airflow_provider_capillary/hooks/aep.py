@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
@@ -61,6 +61,8 @@ DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.proj
 SCHEMA_REGISTRY = "/data/foundation/schemaregistry"
 CATALOG = "/data/foundation/catalog"
 FLOW_SERVICE = "/data/foundation/flowservice"
+#: Flow Service object collections (path segments).
+FlowItemKind = Literal["connections", "sourceConnections", "targetConnections", "flows"]
 BATCH_INGESTION = "/data/foundation/import"
 IDENTITY_NAMESPACES = "/data/core/idnamespace/identities"
 PROFILE_ENTITIES = "/data/core/ups/access/entities"
@@ -726,7 +728,11 @@ class AEPHook(BaseHook):
     # ------------------------------------------------------------------ Catalog
 
     def find_dataset(self, name: str) -> tuple[str, dict[str, Any]] | None:
-        """``(id, dataset)`` of the dataset with this name, the newest when several share it; ``None`` if none."""
+        """``(id, dataset)`` of the dataset with this name; ``None`` if none.
+
+        Catalog does not keep names unique: when several datasets share the name, the oldest (by ``created``,
+        then id) is returned, so that every caller — including a run racing this one — picks the same one.
+        """
         body = self._json(
             "GET",
             f"{CATALOG}/dataSets",
@@ -739,8 +745,47 @@ class AEPHook(BaseHook):
         if not matches:
             return None
         if len(matches) > 1:
-            self.log.warning("%d datasets are named %r; using the newest", len(matches), name)
-        return max(matches, key=lambda item: (item[1].get("created") or 0, item[0]))
+            self.log.warning("%d datasets are named %r; using the oldest", len(matches), name)
+        return min(matches, key=lambda item: (item[1].get("created") or 0, item[0]))
+
+    def find_or_create(
+        self,
+        what: str,
+        *,
+        find: Callable[[], str | None],
+        create: Callable[[], str],
+        delete: Callable[[str], None],
+    ) -> tuple[str, bool]:
+        """Find an object, or create it so that runs racing to create the same one end up sharing one.
+
+        Catalog datasets and Flow Service objects have no unique names: two runs that both find nothing both
+        create. So after creating, look again: ``find`` must pick deterministically (the oldest) among several
+        matches; when the object it picks is not the one just created, another run won the race, and the
+        object just created is deleted.
+
+        :param what: What the object is, for the log (e.g. ``dataset 'Capillary Loyalty Events'``).
+        :param find: Returns the id of the matching object (the oldest when several), or ``None``.
+        :param create: Creates the object, returns its id.
+        :param delete: Deletes an object by id.
+        :return: ``(id, created)``.
+        """
+        found = find()
+        if found is not None:
+            return found, False
+        created = create()
+        winner = find()
+        if winner is None or winner == created:
+            return created, True
+        self.log.warning("Another run created %s at the same time (%s): using it, deleting %s", what, winner, created)
+        delete(created)
+        return winner, False
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete a dataset (and its data). A dataset that is already gone is not an error."""
+        try:
+            self._json("DELETE", f"{CATALOG}/dataSets/{dataset_id}", action=f"Deleting dataset {dataset_id}")
+        except AEPNotFoundError:
+            self.log.info("Dataset %s was already deleted", dataset_id)
 
     def create_dataset(
         self,
@@ -843,6 +888,15 @@ class AEPHook(BaseHook):
         if len(items) > 1:
             self.log.warning("%d %s match; using the oldest", len(items), what)
         return min(items, key=lambda i: (i.get("createdAt") or 0, i.get("id", ""))) if items else None
+
+    def delete_flow_item(self, kind: FlowItemKind, item_id: str) -> None:
+        """Delete a Flow Service object: ``kind`` is ``flows``, ``sourceConnections``, ``targetConnections`` or
+        ``connections`` (delete a base connection's source connections and flows first). One that is already gone
+        is not an error."""
+        try:
+            self._json("DELETE", f"{FLOW_SERVICE}/{kind}/{item_id}", action=f"Deleting {kind} {item_id}")
+        except AEPNotFoundError:
+            self.log.info("%s %s was already deleted", kind, item_id)
 
     def find_base_connection(self, name: str) -> dict[str, Any] | None:
         """The HTTP API streaming base connection with this name, or ``None``."""

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 class AEPCreateDatasetOperator(BaseOperator):
     """Find a dataset by name, or create it for a schema, optionally enabled for Profile and Identity.
 
-    Safe to run any number of times. A dataset of that name for another schema is an error; an existing dataset
+    Safe to run any number of times, also by runs racing each other (Catalog names are not unique: see
+    :meth:`AEPHook.find_or_create`). A dataset of that name for another schema is an error; an existing dataset
     that lacks the requested Profile/Identity tags gets them.
 
     :param name: Dataset name. (templated)
@@ -61,19 +62,30 @@ class AEPCreateDatasetOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         identity = self.profile_enabled if self.identity_enabled is None else self.identity_enabled
-        found = self.hook.find_dataset(self.name)
-        if found is None:
-            dataset_id = self.hook.create_dataset(
+        hook = self.hook
+        dataset: dict[str, Any] = {}
+
+        def find() -> str | None:
+            nonlocal dataset
+            match = hook.find_dataset(self.name)
+            dataset = match[1] if match else {}
+            return match[0] if match else None
+
+        dataset_id, created = hook.find_or_create(
+            f"dataset {self.name!r}",
+            find=find,
+            create=lambda: hook.create_dataset(
                 self.name,
                 self.schema_id,
                 profile_enabled=self.profile_enabled,
                 identity_enabled=identity,
                 description=self.description,
-            )
+            ),
+            delete=hook.delete_dataset,
+        )
+        if created:
             self.log.info("Created dataset %r (%s)", self.name, dataset_id)
             return {"dataset_id": dataset_id, "name": self.name, "schema_id": self.schema_id, "created": True}
-
-        dataset_id, dataset = found
         existing_schema = (dataset.get("schemaRef") or {}).get("id")
         if existing_schema != self.schema_id:
             raise AEPConflictError(

@@ -19,7 +19,8 @@ class AEPCreateStreamingConnectionOperator(BaseOperator):
     """Find or create an HTTP API streaming base connection (authenticated by default), its source connection, a
     Data Lake target connection to the dataset and the dataflow between them.
 
-    Safe to run any number of times; run it once per dataset with the same ``name`` and every dataset's dataflow
+    Safe to run any number of times, also by runs racing each other (Flow Service names are not unique: see
+    :meth:`AEPHook.find_or_create`); run it once per dataset with the same ``name`` and every dataset's dataflow
     shares one connection and inlet. AEP advises waiting about five minutes after a dataflow is created before
     streaming to it.
 
@@ -58,27 +59,36 @@ class AEPCreateStreamingConnectionOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = self.hook
-        base = hook.find_base_connection(self.name)
-        if base is not None:
-            connection_id = str(base["id"])
-        else:
-            connection_id = hook.create_streaming_connection(self.name, authenticated=self.authenticated)
+        connection_id, created = hook.find_or_create(
+            f"streaming connection {self.name!r}",
+            find=lambda: _id_of(hook.find_base_connection(self.name)),
+            create=lambda: hook.create_streaming_connection(self.name, authenticated=self.authenticated),
+            delete=lambda item_id: hook.delete_flow_item("connections", item_id),
+        )
+        if created:
             self.log.info("Created streaming connection %r (%s)", self.name, connection_id)
         inlet_id, inlet_url = hook.get_inlet(connection_id)
-
-        source = hook.find_source_connection(connection_id)
-        source_id = str(source["id"]) if source else hook.create_source_connection(f"{self.name} source", connection_id)
-        target = hook.find_target_connection(self.dataset_id)
-        target_id = (
-            str(target["id"])
-            if target
-            else hook.create_target_connection(f"{self.name} to {self.dataset_id}", self.dataset_id, self.schema_id)
+        source_id, _ = hook.find_or_create(
+            f"the source connection of {connection_id}",
+            find=lambda: _id_of(hook.find_source_connection(connection_id)),
+            create=lambda: hook.create_source_connection(f"{self.name} source", connection_id),
+            delete=lambda item_id: hook.delete_flow_item("sourceConnections", item_id),
         )
-        flow = hook.find_dataflow(source_id, target_id)
-        if flow is not None:
-            flow_id = str(flow["id"])
-        else:
-            flow_id = hook.create_dataflow(f"{self.name} to {self.dataset_id}", source_id, target_id)
+        target_id, _ = hook.find_or_create(
+            f"the target connection to {self.dataset_id}",
+            find=lambda: _id_of(hook.find_target_connection(self.dataset_id)),
+            create=lambda: hook.create_target_connection(
+                f"{self.name} to {self.dataset_id}", self.dataset_id, self.schema_id
+            ),
+            delete=lambda item_id: hook.delete_flow_item("targetConnections", item_id),
+        )
+        flow_id, created = hook.find_or_create(
+            f"the dataflow into {self.dataset_id}",
+            find=lambda: _id_of(hook.find_dataflow(source_id, target_id)),
+            create=lambda: hook.create_dataflow(f"{self.name} to {self.dataset_id}", source_id, target_id),
+            delete=lambda item_id: hook.delete_flow_item("flows", item_id),
+        )
+        if created:
             self.log.info("Created dataflow %s into dataset %s", flow_id, self.dataset_id)
         return {
             "connection_id": connection_id,
@@ -88,3 +98,7 @@ class AEPCreateStreamingConnectionOperator(BaseOperator):
             "target_connection_id": target_id,
             "flow_id": flow_id,
         }
+
+
+def _id_of(item: dict[str, Any] | None) -> str | None:
+    return str(item["id"]) if item is not None else None

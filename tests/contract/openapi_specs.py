@@ -298,6 +298,18 @@ def _flow_service_client_errors(document: dict[str, Any]) -> None:
                 responses[status] = {"description": "aep-api.md 5.6", "content": error_body}
 
 
+def _connection_paths_without_trailing_slash(document: dict[str, Any]) -> None:
+    """Spec: ``PATCH`` and ``DELETE /connections/{id}/`` (a path of their own, with a slash). aep-api.md 5.6:
+    ``PATCH /connections/{id}``, ``DELETE /connections/{id}``, the path ``GET`` uses."""
+    paths = _at(document, "paths")
+    slashed = _at(paths, "/connections/{BASE_CONNECTION_ID}/")
+    _expect(set(slashed) - {"parameters"} == {"delete", "patch"}, "PATCH, DELETE under /connections/{id}/")
+    item = _at(paths, "/connections/{BASE_CONNECTION_ID}")
+    _expect(not {"delete", "patch"} & set(item), "no PATCH or DELETE under /connections/{BASE_CONNECTION_ID}")
+    item["delete"], item["patch"] = slashed.pop("delete"), slashed.pop("patch")
+    del paths["/connections/{BASE_CONNECTION_ID}/"]
+
+
 def _source_connection_without_data(document: dict[str, Any]) -> None:
     """Spec: ``data`` required on source connection create. aep-api.md 5.3 (HTTP API tutorial): omitted."""
     body = _at(document, "paths", "/sourceConnections", "post", "requestBody", "content", "application/json")
@@ -408,6 +420,12 @@ RELAXATIONS: tuple[Relaxation, ...] = (
         "400 / 404 answers on create and look-up",
         "aep-api.md 5.6 ('only 403 and 503 are listed; expect 400 (bad payload), 404 (unknown id) too')",
         _flow_service_client_errors,
+    ),
+    Relaxation(
+        "flow-service.yaml",
+        "PATCH/DELETE /connections/{id} without a trailing slash",
+        "aep-api.md 5.6 ('PATCH /connections/{id}', 'DELETE /connections/{id}')",
+        _connection_paths_without_trailing_slash,
     ),
     Relaxation(
         "flow-service.yaml",

@@ -97,6 +97,20 @@ def _run_hook_session(hook: AEPHook, emulator: AEPEmulator) -> str:
     hook.complete_batch(batch_id)
     assert hook.get_batch(batch_id)["id"] == batch_id
     assert any(batch["id"] == batch_id for batch in hook.iter_batches(setup.dataset_id))
+
+    # What the loser of a set-up race deletes (AEPHook.find_or_create).
+    spare = hook.create_dataset("Spare", setup.schema_id)
+    hook.delete_dataset(spare)
+    assert hook.find_dataset("Spare") is None
+    connection = hook.create_streaming_connection("Spare inlet")
+    source = hook.create_source_connection("Spare source", connection)
+    target = hook.create_target_connection("Spare target", setup.dataset_id, setup.schema_id)
+    flow = hook.create_dataflow("Spare flow", source, target)
+    hook.delete_flow_item("flows", flow)
+    hook.delete_flow_item("sourceConnections", source)
+    hook.delete_flow_item("targetConnections", target)
+    hook.delete_flow_item("connections", connection)
+    assert hook.find_base_connection("Spare inlet") is None
     return setup.dataset_id
 
 
@@ -237,6 +251,11 @@ def test_coverage_of_each_spec(
         "uploadLargeFilePart",
         "completeLargeFileUpload",
         "completeBatch",
+        "deleteDataset",
+        "deleteByFlow",
+        "deleteConnection",
+        "deleteSourceConnection",
+        "deleteTargetConnection",
     } <= covered
 
 

@@ -376,6 +376,11 @@ RELAXATION_CASES: list[tuple[str, HttpCall, HttpCall]] = [
         request("POST", "/collection/batch/i1", {"messages": [_with_entity([{"_id": "1"}])]}),
     ),
     (
+        "PATCH/DELETE /connections/{id} without a trailing slash",
+        request("DELETE", f"{FLOW}/connections/c1"),
+        request("DELETE", f"{FLOW}/connections"),
+    ),
+    (
         "HTTP API source connection without data",
         request(
             "POST",

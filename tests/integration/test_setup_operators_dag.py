@@ -150,3 +150,49 @@ def test_a_schema_created_by_a_concurrent_run_is_found_not_duplicated(
     assert second["created"] is False
     assert len(seen) == 2, "both the schema and its field group were looked up again after the refused create"
     assert aep_emulator.state.stats()["sandboxes"]["prod"]["schemas"] == 1
+
+
+def test_runs_racing_to_create_a_dataset_and_its_dataflow_end_up_sharing_one(
+    aep_emulator: AEPEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs at once: every request takes 0.4 s, so both look before either creates, and both create. Each then
+    looks again, and the one whose object is not the oldest deletes its own and uses the other's."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from airflow_provider_capillary.hooks.aep import AEPHook
+    from airflow_provider_capillary.operators.streaming_connection import AEPCreateStreamingConnectionOperator
+
+    schema_id = AEPCreateSchemaOperator(task_id="schema", record_type="loyalty_event").execute({})["schema_id"]  # type: ignore[arg-type]
+    AEPHook().get_access_token()  # both runs share the token cache, so their first requests are the look-ups
+    monkeypatch.setattr(aep_emulator.faults, "latency_ms", 400.0)
+    barrier = Barrier(2)
+
+    def run(task_id: str) -> tuple[dict, dict]:
+        barrier.wait()
+        dataset = AEPCreateDatasetOperator(task_id=task_id, name="Raced", schema_id=schema_id).execute({})  # type: ignore[arg-type]
+        barrier.wait()
+        flow = AEPCreateStreamingConnectionOperator(
+            task_id=task_id, name="Raced inlet", dataset_id=dataset["dataset_id"], schema_id=schema_id
+        ).execute({})  # type: ignore[arg-type]
+        return dataset, flow
+
+    with ThreadPoolExecutor(2) as pool:
+        (dataset_a, flow_a), (dataset_b, flow_b) = pool.map(run, ["a", "b"])
+
+    assert dataset_a["dataset_id"] == dataset_b["dataset_id"]
+    assert sorted([dataset_a["created"], dataset_b["created"]]) == [False, True]
+    assert flow_a == flow_b
+    sandbox = aep_emulator.state.stats()["sandboxes"]["prod"]
+    creates = [
+        entry
+        for entry in aep_emulator.journal
+        if entry["method"] == "POST" and entry["path"].rsplit("/", 1)[-1] in {"dataSets", "connections", "flows"}
+    ]
+    deletes = [entry for entry in aep_emulator.journal if entry["method"] == "DELETE"]
+    assert len(creates) == 6, "the race happened: both runs created a dataset, a connection and a dataflow"
+    assert len(deletes) >= 3, "each loser deleted what it created"
+    assert len(sandbox["datasets"]) == 1
+    assert sandbox["connections"] == 1 and sandbox["flows"] == 1
+    state = aep_emulator.state.sandboxes["prod"]
+    assert len(state.source_connections) == 1 and len(state.target_connections) == 1
