@@ -43,7 +43,7 @@ class TransientHTTPError(Exception):
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date); ``None`` when absent or invalid."""
-    value = headers.get("Retry-After") or headers.get("retry-after")
+    value = (headers.get("Retry-After") or headers.get("retry-after") or "").strip()
     if not value:
         return None
     try:
@@ -54,7 +54,9 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, (when - datetime.now(tz=when.tzinfo or UTC)).total_seconds())
+    if when.tzinfo is None:  # "-0000": a UTC time with no zone information
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def is_retryable(exc: BaseException) -> bool:

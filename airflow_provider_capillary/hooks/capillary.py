@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import email.utils
 import hashlib
 import random
 import re
@@ -31,16 +30,9 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
-from airflow.sdk import BaseHook
-from airflow.sdk.log import mask_secret
+from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 from requests.adapters import HTTPAdapter
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from airflow_provider_capillary import __version__
 from airflow_provider_capillary.exceptions import (
@@ -49,6 +41,7 @@ from airflow_provider_capillary.exceptions import (
     CapillaryError,
     CapillaryRateLimitError,
 )
+from airflow_provider_capillary.hooks._retry import parse_retry_after, retry_stop
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -554,7 +547,7 @@ class CapillaryHook(BaseHook):
             )
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_retry_seconds),
+            stop=retry_stop(self.max_attempts, self.max_retry_seconds),
             wait=self._retry_wait,
             retry=retry_if_exception(_is_retryable_exception),
             sleep=self._sleep,
@@ -583,7 +576,7 @@ class CapillaryHook(BaseHook):
     def _retry_wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _RetryableResponse):
-            retry_after = _retry_after_seconds(exc.response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(exc.response.headers)
             if retry_after is not None:
                 return min(retry_after, self.retry_max_wait)
         exponential = self.retry_initial_wait * 2 ** (state.attempt_number - 1)
@@ -1415,24 +1408,6 @@ def _request_id_suffix(response: requests.Response) -> str:
 def _error_detail(exc: CapillaryError) -> str:
     parts = [f"HTTP {exc.status}" if exc.status is not None else "", f"code {exc.code}" if exc.code else ""]
     return "; ".join(part for part in parts if part) or "no details"
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def _is_retryable_exception(exc: BaseException) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -450,6 +451,9 @@ def test_backoff_wait_and_retry_after_parsing() -> None:
     assert parse_retry_after({"Retry-After": "soon"}) is None
     assert parse_retry_after({}) is None
     assert parse_retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a past date: no wait
+    assert parse_retry_after({"Retry-After": " 7 "}) == 7.0
+    soon = (datetime.now(UTC) + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S -0000")  # no zone information
+    assert 20 <= (parse_retry_after({"Retry-After": soon}) or 0) <= 30
 
     class State:
         attempt_number = 3
