@@ -238,8 +238,12 @@ class CapillaryToAEPOperator(BaseOperator):
         mapper = Mapper(record_type, self._mapping_options(), validator=validator)
         position = tuple(resume["position"]) if resume and resume.get("position") else None
         if position and mode == "stream":
-            self.log.info("%s: resuming after %s line %s (checkpoint)", record_type, *position)
-        chunks = self._chunks(record_type, start, end, position if mode == "stream" else None)
+            self.log.info(
+                "%s: resuming after %s line %s (checkpoint); re-reading the rows before it without sending them",
+                record_type,
+                *position,
+            )
+        chunks = self._chunks(record_type, start, end)
 
         def progress(counts: RecordTypeCounts) -> None:
             elapsed = max(time.time() - begun, 1e-9)
@@ -315,9 +319,7 @@ class CapillaryToAEPOperator(BaseOperator):
     def _extract_root(self) -> ObjectStoragePath:
         return ObjectStoragePath(str(self.extract_uri), conn_id=self.extract_conn_id)
 
-    def _chunks(
-        self, record_type: str, start: datetime, end: datetime, position: tuple[str, int] | None
-    ) -> Iterable[ExtractChunk]:
+    def _chunks(self, record_type: str, start: datetime, end: datetime) -> Iterable[ExtractChunk]:
         if self.source == "extracts":
             from airflow_provider_capillary.extracts.layout import DEFAULT_PATH_TEMPLATE
             from airflow_provider_capillary.extracts.readers import read_partition
@@ -328,15 +330,12 @@ class CapillaryToAEPOperator(BaseOperator):
                 start,
                 path_template=self.path_template or DEFAULT_PATH_TEMPLATE,
                 chunk_size=self.chunk_size,
-                resume_after=position,
             )
         from airflow_provider_capillary.hooks.capillary import CapillaryHook
         from airflow_provider_capillary.ingestion.pipeline import api_chunks
 
         records = CapillaryHook(self.capillary_conn_id).iter_records(record_type, start, end)
-        return api_chunks(
-            f"capillary-api:{record_type}", records, chunk_size=self.chunk_size, skip=position[1] if position else 0
-        )
+        return api_chunks(f"capillary-api:{record_type}", records, chunk_size=self.chunk_size)
 
     def _validator(self, schema_id: str) -> Any:
         from airflow_provider_capillary.xdm.validation import compile_validator

@@ -218,6 +218,64 @@ def test_a_failed_try_resumes_after_the_last_acknowledged_chunk(aep_emulator: AE
     assert records.duplicates <= 500, "only the chunk in flight may be sent twice"
 
 
+def test_a_resumed_try_still_knows_the_rows_before_its_checkpoint(aep_emulator: AEPEmulator, tmp_path: Path) -> None:
+    """Rows repeated across the checkpoint: the retry replays the rows before it (mapping, not sending), so an exact
+    repeat is still a duplicate and a same-_id row with other content still a ``duplicate_id_conflict``."""
+    partition = tmp_path / "extracts" / "loyalty_event" / "dt=2025-06-01"
+    partition.mkdir(parents=True)
+    header = "event_id,event_name,event_time,customer_id,program_id,points,points_balance_after"
+    rows = [
+        "e1,pointsIssued,2025-06-01T01:00:00+00:00,564100001,1001,10,10",  # chunk 0
+        "e2,pointsIssued,2025-06-01T02:00:00+00:00,564100002,1001,20,20",
+        "e3,pointsIssued,2025-06-01T03:00:00+00:00,564100003,1001,30,30",  # chunk 1
+        "e4,pointsIssued,2025-06-01T04:00:00+00:00,564100004,1001,40,40",
+        "e5,pointsIssued,2025-06-01T05:00:00+00:00,564100005,1001,50,50",  # chunk 2: the first try fails here
+        "e1,pointsIssued,2025-06-01T01:00:00+00:00,564100001,1001,10,10",  # exact repeat of e1
+        "e2,pointsIssued,2025-06-01T02:00:00+00:00,564100002,1001,20,99",  # chunk 3: e2 with other content
+        "e6,pointsIssued,2025-06-01T06:00:00+00:00,564100006,1001,60,60",
+    ]
+    (partition / "part-0000.csv").write_text("\n".join([header, *rows]) + "\n")
+    targets, inlet = set_up(["loyalty_event"])
+    dataset_id = targets["loyalty_event"]["dataset_id"]
+    kwargs: dict[str, Any] = {
+        "task_id": "stream",
+        "record_types": "loyalty_event",
+        "targets": targets,
+        "inlet": inlet,
+        "extract_uri": (tmp_path / "extracts").as_uri(),
+        "mapping_options": MAPPING,
+        "chunk_size": 2,
+        "concurrency": 1,
+        "max_reject_ratio": 1.0,
+        "dead_letter_uri": (tmp_path / "dead").as_uri(),
+    }
+    calls = {"n": 0}
+    original = AEPHook.send_messages
+
+    def flaky(self: AEPHook, inlet: str, messages: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise AEPServerError("Streaming a multi-message request (HTTP 503)", status=503)
+        return original(self, inlet, messages)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AEPHook, "send_messages", flaky)
+        with pytest.raises(StreamingIngestionError):
+            CapillaryToAEPOperator(**kwargs).execute(context("run-resume"))  # type: ignore[arg-type]
+    assert len(aep_emulator.state.accepted_ids(dataset_id)) == 4, "chunks 0 and 1 were accepted and checkpointed"
+
+    summary = CapillaryToAEPOperator(**kwargs).execute(context("run-resume"))  # type: ignore[arg-type]
+    counts = summary["record_types"]["loyalty_event"]
+    assert (counts["read"], counts["accepted"], counts["duplicates"]) == (8, 6, 1)
+    assert counts["dead_lettered"] == {"duplicate_id_conflict": 1}
+    records = aep_emulator.state.dataset_records(dataset_id)
+    assert len(records.ids()) == 6 and records.duplicates == 0, "nothing before the checkpoint was sent again"
+    balances = sorted(entity["_acmecorp"]["capillary"]["loyaltyEvent"]["balanceAfter"] for entity in records.entities())
+    assert balances == [10, 20, 30, 40, 50, 60], "e2 kept its first content"
+    (conflict,) = [line for line in dead_letters(tmp_path / "dead") if line["reason"] == "duplicate_id_conflict"]
+    assert conflict["row"]["line"] == 8
+
+
 KILL_DRIVER = """
 import sys, json
 from types import SimpleNamespace
