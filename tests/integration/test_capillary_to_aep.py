@@ -178,35 +178,43 @@ def write_events(root: Path, rows: int) -> set[str]:
     return set(ids)
 
 
-def test_a_failed_try_resumes_after_the_last_acknowledged_chunk(aep_emulator: AEPEmulator, tmp_path: Path) -> None:
-    write_events(tmp_path / "extracts", 3000)
-    targets, inlet = set_up(["loyalty_event"])
-    dataset_id = targets["loyalty_event"]["dataset_id"]
-    kwargs: dict[str, Any] = {
+def stream_kwargs(tmp_path: Path, targets: Any, inlet: str, **overrides: Any) -> dict[str, Any]:
+    """Operator arguments streaming ``loyalty_event`` from ``tmp_path/extracts``, one request at a time."""
+    return {
         "task_id": "stream",
         "record_types": "loyalty_event",
         "targets": targets,
         "inlet": inlet,
         "extract_uri": (tmp_path / "extracts").as_uri(),
         "mapping_options": MAPPING,
-        "chunk_size": 500,
         "concurrency": 1,
+        **overrides,
     }
-    # First try: three requests get through, then the inlet fails for longer than the hook retries.
+
+
+def fail_first_try(kwargs: dict[str, Any], after_requests: int) -> None:
+    """Run the operator once with an inlet that fails (beyond the hook's retries) after ``after_requests``."""
     calls = {"n": 0}
     original = AEPHook.send_messages
 
     def flaky(self: AEPHook, inlet: str, messages: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] > 3:
+        if calls["n"] > after_requests:
             raise AEPServerError("Streaming a multi-message request (HTTP 503)", status=503)
         return original(self, inlet, messages)
 
-    operator = CapillaryToAEPOperator(**kwargs)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(AEPHook, "send_messages", flaky)
         with pytest.raises(StreamingIngestionError, match="nothing dropped"):
-            operator.execute(context("run-2"))  # type: ignore[arg-type]
+            CapillaryToAEPOperator(**kwargs).execute(context("run-2"))  # type: ignore[arg-type]
+
+
+def test_a_failed_try_resumes_after_the_last_acknowledged_chunk(aep_emulator: AEPEmulator, tmp_path: Path) -> None:
+    write_events(tmp_path / "extracts", 3000)
+    targets, inlet = set_up(["loyalty_event"])
+    dataset_id = targets["loyalty_event"]["dataset_id"]
+    kwargs = stream_kwargs(tmp_path, targets, inlet, chunk_size=500)
+    fail_first_try(kwargs, after_requests=3)
     accepted_after_failure = set(aep_emulator.state.accepted_ids(dataset_id))
     assert 0 < len(accepted_after_failure) < 3000
 
@@ -237,34 +245,13 @@ def test_a_resumed_try_still_knows_the_rows_before_its_checkpoint(aep_emulator: 
     (partition / "part-0000.csv").write_text("\n".join([header, *rows]) + "\n")
     targets, inlet = set_up(["loyalty_event"])
     dataset_id = targets["loyalty_event"]["dataset_id"]
-    kwargs: dict[str, Any] = {
-        "task_id": "stream",
-        "record_types": "loyalty_event",
-        "targets": targets,
-        "inlet": inlet,
-        "extract_uri": (tmp_path / "extracts").as_uri(),
-        "mapping_options": MAPPING,
-        "chunk_size": 2,
-        "concurrency": 1,
-        "max_reject_ratio": 1.0,
-        "dead_letter_uri": (tmp_path / "dead").as_uri(),
-    }
-    calls = {"n": 0}
-    original = AEPHook.send_messages
-
-    def flaky(self: AEPHook, inlet: str, messages: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise AEPServerError("Streaming a multi-message request (HTTP 503)", status=503)
-        return original(self, inlet, messages)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(AEPHook, "send_messages", flaky)
-        with pytest.raises(StreamingIngestionError):
-            CapillaryToAEPOperator(**kwargs).execute(context("run-resume"))  # type: ignore[arg-type]
+    kwargs = stream_kwargs(
+        tmp_path, targets, inlet, chunk_size=2, max_reject_ratio=1.0, dead_letter_uri=(tmp_path / "dead").as_uri()
+    )
+    fail_first_try(kwargs, after_requests=2)
     assert len(aep_emulator.state.accepted_ids(dataset_id)) == 4, "chunks 0 and 1 were accepted and checkpointed"
 
-    summary = CapillaryToAEPOperator(**kwargs).execute(context("run-resume"))  # type: ignore[arg-type]
+    summary = CapillaryToAEPOperator(**kwargs).execute(context("run-2"))  # type: ignore[arg-type]
     counts = summary["record_types"]["loyalty_event"]
     assert (counts["read"], counts["accepted"], counts["duplicates"]) == (8, 6, 1)
     assert counts["dead_lettered"] == {"duplicate_id_conflict": 1}
