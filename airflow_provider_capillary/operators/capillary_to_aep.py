@@ -73,6 +73,8 @@ class CapillaryToAEPOperator(BaseOperator):
     :param mapping_options: Mapping settings: ``org_id``, ``default_currency``, ``timezone_for_naive``,
         ``hash_identities``, ``fallback_primary``, ``identity_namespace``. (templated)
     :param progress_interval: Seconds between progress lines in the task log. Default 5.
+    :param request_timeout: Seconds to wait for each AEP response before the request counts as failed (and is
+        retried). Default 30.
     :param aep_conn_id: Connection of type ``adobe_experience_platform``. Default ``aep_default``. (templated)
     :param capillary_conn_id: Connection of type ``capillary`` (API source). Default ``capillary_default``.
         (templated)
@@ -128,6 +130,7 @@ class CapillaryToAEPOperator(BaseOperator):
         max_reject_ratio: float | str = 0.0,
         mapping_options: Mapping[str, Any] | None = None,
         progress_interval: float = 5.0,
+        request_timeout: float = 30.0,
         aep_conn_id: str = AEPHook.default_conn_name,
         capillary_conn_id: str = "capillary_default",
         extract_conn_id: str | None = None,
@@ -154,13 +157,14 @@ class CapillaryToAEPOperator(BaseOperator):
         self.max_reject_ratio = max_reject_ratio
         self.mapping_options = mapping_options
         self.progress_interval = progress_interval
+        self.request_timeout = request_timeout
         self.aep_conn_id = aep_conn_id
         self.capillary_conn_id = capillary_conn_id
         self.extract_conn_id = extract_conn_id
 
     @cached_property
     def hook(self) -> AEPHook:
-        return AEPHook(self.aep_conn_id, pool_size=max(16, 2 * self.concurrency))
+        return AEPHook(self.aep_conn_id, timeout=self.request_timeout, pool_size=max(16, 2 * self.concurrency))
 
     # ------------------------------------------------------------------ execute
 

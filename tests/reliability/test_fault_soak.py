@@ -67,28 +67,19 @@ SIGKILL_CONCURRENCY = 2
 RETRIES = 4
 CHECKPOINT_KEY = f"capillary_to_aep:{RECORD_TYPE}"
 
-DAG_SOURCE = '''
+DAG_SOURCE = """
 from datetime import timedelta
-from functools import cached_property
 
 import pendulum
 from airflow.sdk import DAG
 
-from airflow_provider_capillary.hooks.aep import AEPHook
 from airflow_provider_capillary.operators.capillary_to_aep import CapillaryToAEPOperator
 
 
-class SoakOperator(CapillaryToAEPOperator):
-    """The provider's operator, with a hook that waits {timeout} s for a response instead of 30 s."""
-
-    @cached_property
-    def hook(self) -> AEPHook:
-        return AEPHook(self.aep_conn_id, timeout={timeout}, pool_size=max(16, 2 * self.concurrency))
-
-
 with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2025, 6, 1, tz="UTC")) as dag:
-    SoakOperator(
+    CapillaryToAEPOperator(
         task_id="{task_id}",
+        request_timeout={timeout},
         record_types="{record_type}",
         targets={targets!r},
         inlet="{inlet}",
@@ -104,7 +95,7 @@ with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2025, 6, 1, tz=
         retries={retries},
         retry_delay=timedelta(0),
     )
-'''
+"""
 
 #: Runs ``dag.test()`` of a DAG file for a logical date: the worker that the SIGKILL scenario kills.
 WORKER = """
