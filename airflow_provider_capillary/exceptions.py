@@ -6,7 +6,7 @@ id) and never headers, tokens, secrets or payloads.
 
 from __future__ import annotations
 
-from airflow.exceptions import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException
 
 
 class AEPError(AirflowException):

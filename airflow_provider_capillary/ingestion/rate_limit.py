@@ -1,10 +1,13 @@
 """Client-side rate limiting of streaming requests: records per second and requests per second, adaptive.
 
 DCS documents its throughput guidance as 1000 requests/s and 10,000 messages/s (``reference/aep-api.md`` §6.6,
-§10); those are the defaults. Each limit is a token bucket on the monotonic clock that may go into debt: a
-caller reserves what it needs at once and sleeps until the debt is repaid, so a request larger than the bucket
-still goes out (after waiting its full cost) and, over any window of ``T`` seconds, at most
-``rate * T + burst`` units pass. ``burst`` is ``rate * burst_seconds`` (at least one unit).
+§10); those are the defaults. A limit is a ceiling. Each is a token bucket on the monotonic clock that may go
+into debt: a caller reserves what it needs at once and sleeps until the debt is repaid, so over any window of
+``T`` seconds at most ``rate * T + burst`` units pass (for reservations no larger than ``burst``, which
+:class:`StreamingSender` ensures for records: :attr:`RateLimiter.max_records_per_request`). With a limit ``L``
+and ``headroom`` ``h`` (default 0.02) the bucket is ``burst = h * L`` (at least one unit) and ``rate = (1 - 2h) *
+L``, so a window of one second or more never holds more than ``L`` per second, even when AEP sees the requests up to
+``h`` seconds (20 ms) closer together than they left, and the steady rate is ``2h`` (4 %) under the limit.
 
 Adaptive: on a 429 (whole request or per message) the allowed rate is multiplied by ``decrease_factor``
 (at most once per ``decrease_interval``, so one burst of 429s counts once) down to ``min_fraction`` of the
@@ -72,7 +75,8 @@ class RateLimiter:
 
     :param max_records_per_second: Records (messages) per second; ``None`` for no limit. Default 10,000.
     :param max_requests_per_second: HTTP requests per second; ``None`` for no limit. Default 1,000.
-    :param burst_seconds: Bucket size as seconds of the rate (how much may go at once after idling). Default 0.1.
+    :param headroom: ``h`` of the module docstring: the bucket holds ``h`` of a limit, which is paced at
+        ``1 - 2h`` of itself. Default 0.02.
     :param decrease_factor: Rate multiplier on a 429. Default 0.5.
     :param min_fraction: Lowest rate, as a fraction of the configured one. Default 0.05.
     :param increase_fraction: Rate regained per ``recovery_interval`` without 429s, as a fraction of the
@@ -88,7 +92,7 @@ class RateLimiter:
         max_records_per_second: float | None = 10_000,
         max_requests_per_second: float | None = 1_000,
         *,
-        burst_seconds: float = 0.1,
+        headroom: float = 0.02,
         decrease_factor: float = 0.5,
         min_fraction: float = 0.05,
         increase_fraction: float = 0.1,
@@ -101,6 +105,8 @@ class RateLimiter:
         for name, value in limits.items():
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or None, got {value!r}")
+        if not 0 < headroom < 0.5:
+            raise ValueError(f"headroom must be between 0 and 0.5, got {headroom!r}")
         if not 0 < decrease_factor < 1 or not 0 < min_fraction <= 1 or increase_fraction <= 0:
             raise ValueError("need 0 < decrease_factor < 1, 0 < min_fraction <= 1 and increase_fraction > 0")
         self.max_records_per_second = max_records_per_second
@@ -115,18 +121,16 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._fraction = 1.0
         self._changed = clock() - max(recovery_interval, decrease_interval)
-        self._records = (
-            TokenBucket(max_records_per_second, max(1.0, max_records_per_second * burst_seconds), clock)
-            if max_records_per_second
-            else None
-        )
-        self._requests = (
-            TokenBucket(max_requests_per_second, max(1.0, max_requests_per_second * burst_seconds), clock)
-            if max_requests_per_second
-            else None
-        )
+        self.headroom = headroom
+        self._records = self._bucket(max_records_per_second)
+        self._requests = self._bucket(max_requests_per_second)
         #: Number of 429s reported.
         self.throttled = 0
+
+    def _bucket(self, limit: float | None) -> TokenBucket | None:
+        if not limit:
+            return None
+        return TokenBucket(limit * (1 - 2 * self.headroom), max(1.0, limit * self.headroom), self._clock)
 
     @property
     def enabled(self) -> bool:
@@ -140,13 +144,20 @@ class RateLimiter:
 
     @property
     def records_per_second(self) -> float | None:
-        """The records/s allowed now, or ``None`` when records are not limited."""
-        return self._records.rate if self._records else None
+        """The records/s limit now (the configured one, lowered after 429s); ``None`` when records are unlimited."""
+        return self.max_records_per_second * self._fraction if self.max_records_per_second else None
+
+    @property
+    def max_records_per_request(self) -> int | None:
+        """Most records one request may carry for the records limit to hold (the records bucket's size, ``headroom``
+        of the limit, at least one); ``None`` when records are not limited."""
+        return max(1, int(self._records.burst)) if self._records else None
 
     @property
     def requests_per_second(self) -> float | None:
-        """The requests/s allowed now, or ``None`` when requests are not limited."""
-        return self._requests.rate if self._requests else None
+        """The requests/s limit now (the configured one, lowered after 429s), or ``None`` when requests are not
+        limited."""
+        return self.max_requests_per_second * self._fraction if self.max_requests_per_second else None
 
     def acquire(self, records: int) -> float:
         """Block until one request carrying ``records`` records may go; return the seconds waited."""
@@ -186,6 +197,6 @@ class RateLimiter:
         self._fraction = fraction
         self._changed = now
         if self._records is not None and self.max_records_per_second:
-            self._records.set_rate(self.max_records_per_second * fraction)
+            self._records.set_rate(self.max_records_per_second * fraction * (1 - 2 * self.headroom))
         if self._requests is not None and self.max_requests_per_second:
-            self._requests.set_rate(self.max_requests_per_second * fraction)
+            self._requests.set_rate(self.max_requests_per_second * fraction * (1 - 2 * self.headroom))

@@ -185,7 +185,9 @@ class StreamingSender:
     :param max_requests_per_second: Client-side requests/s limit; ``None`` for none. Default 1,000 (DCS guidance).
     :param max_message_retries: Rounds of re-sending transient per-message failures of a chunk. Default 5.
     :param source_name: ``header.source.name``. Default ``Capillary``.
-    :param max_messages_per_request: Most messages per request; ``None`` (default) bounds by size only.
+    :param max_messages_per_request: Most messages per request; ``None`` (default) bounds by size only. Under a
+        records limit a request never carries more than :attr:`RateLimiter.max_records_per_request` (2 % of the
+        limit), so that requests fill the limiter's windows evenly.
     :param max_in_flight_bytes: :meth:`submit` blocks while submitted-but-unsettled entities hold this many
         bytes or more. Default ``4 * concurrency * max_request_bytes``.
     :param retry_backoff: Base delay in seconds before the first re-send round; doubles each round, with
@@ -236,6 +238,9 @@ class StreamingSender:
         # Fail fast on a request limit that cannot hold a message (before any thread starts).
         pack([], message_overhead=self.template.overhead, max_request_bytes=max_request_bytes)
         self.limiter = rate_limiter or RateLimiter(max_records_per_second, max_requests_per_second)
+        cap = self.limiter.max_records_per_request
+        if cap is not None:
+            self.max_messages_per_request = min(max_messages_per_request or cap, cap)
         self.stats = SenderStats()
         self._cv = threading.Condition()
         self._queue: list[tuple[float, int, _Request]] = []

@@ -10,8 +10,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.exceptions import AirflowException, AirflowFailException
-from airflow.providers.common.compat.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
 from airflow.sdk import Asset, ObjectStoragePath
 
 from airflow_provider_capillary.hooks.aep import AEPHook

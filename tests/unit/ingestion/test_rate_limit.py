@@ -1,4 +1,5 @@
-"""TokenBucket and RateLimiter: never above the configured rate, adaptive on 429, thread-safe."""
+"""TokenBucket and RateLimiter: never above the configured rate in any window of a second or more, within 4 % of
+it, adaptive on 429, thread-safe."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ class FakeClock:
         self.now += seconds
 
 
+def most_in_any_window(sent: list[tuple[float, float]], seconds: float) -> float:
+    """The most units whose times fall within any window ``[t, t + seconds)``."""
+    return max(sum(size for when, size in sent if t <= when < t + seconds) for t, _ in sent)
+
+
 def test_bucket_lends_and_charges_the_wait() -> None:
     clock = FakeClock()
     bucket = TokenBucket(100, burst=10, clock=clock)
@@ -37,44 +43,65 @@ def test_bucket_lends_and_charges_the_wait() -> None:
     assert bucket.reserve(1) == pytest.approx(0.01)
 
 
-def test_limiter_holds_the_rate_with_a_fake_clock() -> None:
+@pytest.mark.parametrize("window", [1.0, 1.5, 2.5, 10.0])
+def test_limiter_never_exceeds_the_limit_in_any_window_and_stays_within_5_percent(window: float) -> None:
     clock = FakeClock()
     limiter = RateLimiter(1000, 50, clock=clock, sleep=clock.sleep)
-    start = clock.now
-    sent = 0
-    while clock.now - start < 10:
-        limiter.acquire(40)
-        sent += 40
-    elapsed = clock.now - start
-    # Records: 1000/s plus the 100-record burst; requests: 50/s (40 records each => 2000 records/s allowed).
-    assert sent <= 1000 * elapsed + 100 + 40
-    assert sent >= 0.95 * 1000 * elapsed
+    sent: list[tuple[float, float]] = []
+    while clock.now < 1030:
+        limiter.acquire(20)
+        sent.append((clock.now, 20))
+    assert most_in_any_window(sent, window) <= 1000 * window
+    # Arrival jitter: AEP may see requests up to 20 ms closer together than they left.
+    assert most_in_any_window(sent, window + 0.02) <= 1000 * window
+    elapsed = sent[-1][0] - sent[0][0]
+    rate = (sum(size for _, size in sent) - 20) / elapsed
+    assert 0.95 * 1000 <= rate <= 1000
+
+
+def test_the_requests_limit_is_a_ceiling_too() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(None, 4, clock=clock, sleep=clock.sleep)
+    sent = []
+    while clock.now < 1100:
+        limiter.acquire(500)
+        sent.append((clock.now, 1.0))
+    for window in (1.0, 1.02, 3.0):
+        assert most_in_any_window(sent, window) <= 4 * int(window)
+    assert (len(sent) - 1) / (sent[-1][0] - sent[0][0]) >= 0.95 * 4
+
+
+def test_requests_are_capped_at_a_small_share_of_the_records_limit() -> None:
+    assert RateLimiter(10_000, None).max_records_per_request == 200
+    assert RateLimiter(10_000, None, headroom=0.04).max_records_per_request == 400
+    assert RateLimiter(20, None).max_records_per_request == 1
+    assert RateLimiter(None, 100).max_records_per_request is None
 
 
 def test_measured_rate_over_two_seconds_with_threads() -> None:
     rate = 2000.0
     limiter = RateLimiter(rate, None)
-    burst = rate * 0.1
-    counts = [0] * 4
+    lock = threading.Lock()
+    sent: list[tuple[float, float]] = []
     stop = time.monotonic() + 2.0
 
-    def run(slot: int) -> None:
+    def run() -> None:
         while time.monotonic() < stop:
             limiter.acquire(10)
-            counts[slot] += 10
+            with lock:
+                sent.append((time.monotonic(), 10))
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    began = time.monotonic()
+    threads = [threading.Thread(target=run) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.monotonic() - began
-    total = sum(counts)
-    steady = (total - burst) / elapsed
-    print(f"limiter: {total} records in {elapsed:.3f} s = {total / elapsed:.0f}/s, {steady:.0f}/s after the burst")
-    # Each thread may take one more reservation just before the deadline (then waits it out).
-    assert total <= rate * elapsed + burst + 4 * 10
+    sent.sort()
+    elapsed = sent[-1][0] - sent[0][0]
+    total = sum(size for _, size in sent)
+    print(f"limiter: {total} records in {elapsed:.3f} s = {total / elapsed:.0f}/s")
+    # Sleeps end late, never early: a window of a second holds at most the limit.
+    assert most_in_any_window(sent, 1.0) <= rate
     assert total >= 0.8 * rate * 2.0
 
 
