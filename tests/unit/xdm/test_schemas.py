@@ -15,11 +15,12 @@ from airflow_provider_capillary.xdm.mapping import Mapper, MappingOptions
 from airflow_provider_capillary.xdm.schemas import schema_spec, tenant_field_group
 from airflow_provider_capillary.xdm.validation import Validator
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_mapping.py"
+SYNTHETIC = Path(__file__).resolve().parents[2] / "benchmarks" / "synthetic.py"
 
 
-def _bench_module() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_mapping", BENCH)
+def _synthetic() -> Any:
+    """The benchmarks' synthetic extract generator (a script beside them, not a package module)."""
+    spec = importlib.util.spec_from_file_location("synthetic", SYNTHETIC)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -117,7 +118,7 @@ def test_a_generated_corpus_conforms(
     record_type: str, resolved_schemas: dict[str, dict[str, Any]], validators: dict[str, Validator]
 ) -> None:
     rows = []
-    for line, values in enumerate(_bench_module().generate_rows(record_type, 1500, seed=11), start=2):
+    for line, values in enumerate(_synthetic().generate_rows(record_type, 1500, seed=11), start=2):
         if record_type != "transaction":
             values = {key: (value or None) for key, value in values.items()}
         rows.append(Row(values, "generated", line))
