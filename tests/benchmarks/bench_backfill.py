@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -167,22 +166,7 @@ def serve_emulator_ids_only() -> int:
 
 def start_emulator_ids_only() -> tuple[subprocess.Popen[str], str]:
     """Start :func:`serve_emulator_ids_only` in a subprocess; point ``aep_default`` at it; return it and its URL."""
-    env = {key: value for key, value in os.environ.items() if key != "AEP_EMULATOR_XDM_ROOT"}
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve-emulator"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**env, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    first, second = process.stdout.readline(), process.stdout.readline()
-    url = re.search(r"(http://\S+)", first)
-    conn = re.search(r"AIRFLOW_CONN_AEP_DEFAULT='(.*)'", second)
-    if url is None or conn is None:
-        process.kill()
-        raise SystemExit(f"emulator did not start: {first!r} {second!r}")
-    os.environ["AIRFLOW_CONN_AEP_DEFAULT"] = conn.group(1)
-    return process, url.group(1)
+    return start_emulator(command=[sys.executable, __file__, "--serve-emulator"])
 
 
 class EmulatorWatch:

@@ -48,11 +48,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_emulator(latency_ms: float = 0.0) -> tuple[subprocess.Popen[str], str]:
-    """Run the emulator on a free port; point ``aep_default`` at it; return the process and its URL."""
-    port = free_port()
-    command = [sys.executable, "-m", "airflow_provider_capillary.testing.aep_emulator", "--port", str(port)]
-    command += ["--latency-ms", str(latency_ms)]
+def start_emulator(latency_ms: float = 0.0, command: list[str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """Run the emulator on a free port; point ``aep_default`` at it; return the process and its URL.
+
+    :param latency_ms: Milliseconds the emulator adds to every request.
+    :param command: Another command that serves the emulator and prints its two start-up lines (URL, then the
+        ``AIRFLOW_CONN_AEP_DEFAULT`` line); ``latency_ms`` is then ignored. Default: the emulator's command line.
+    """
+    if command is None:
+        command = [sys.executable, "-m", "airflow_provider_capillary.testing.aep_emulator", "--port", str(free_port())]
+        command += ["--latency-ms", str(latency_ms)]
     env = {key: value for key, value in os.environ.items() if key != "AEP_EMULATOR_XDM_ROOT"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**env, "PYTHONUNBUFFERED": "1"})
     assert process.stdout is not None
