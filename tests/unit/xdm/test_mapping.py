@@ -747,6 +747,61 @@ def test_parse_memos_do_not_change_results(
     assert any(memo for memo in mapper._memos)  # ... and another one kept (repeated values)
 
 
+_TRICKY = st.one_of(
+    st.none(),
+    st.sampled_from(["", " ", "\t", " 42 ", "0042", "4\u00b2", "\u0661\u0662", "12a", " x ", "\u00a0", "-1", "+7"]),
+    st.text(max_size=6),
+    st.integers(min_value=-5, max_value=10**20),
+    st.booleans(),
+    st.floats(allow_nan=False),
+)
+
+
+def _outcome(parse: Any, raw: Any, name: str) -> Any:
+    try:
+        return ("value", parse(raw, name))
+    except FieldError as err:
+        return ("error", err.reason, err.field)
+
+
+@settings(max_examples=300, deadline=None)
+@given(customer_id=_TRICKY, event_id=_TRICKY, store_code=_TRICKY, program_id=_TRICKY)
+def test_the_generated_column_parser_agrees_with_each_columns_parse_function(
+    customer_id: Any, event_id: Any, store_code: Any, program_id: Any
+) -> None:
+    """The generated parser's inline fast paths (text, id columns) give what the column's parser gives."""
+    mapper = Mapper("loyalty_event", OPTIONS)
+    columns = {column.name: column for column in mapper._columns}
+    values = {
+        "event_name": "pointsIssued",
+        "event_time": "2025-06-01T10:00:00Z",
+        "customer_id": customer_id,
+        "event_id": event_id,
+        "store_code": store_code,
+        "program_id": program_id,
+    }
+    expected: dict[str, Any] = {}
+    failure = None
+    for column in mapper._columns:  # the declared order: the first failing column is the one reported
+        if column.name not in values or values[column.name] is None:
+            if column.required and failure is None:
+                failure = ("error", "missing_required_field", column.name)
+            continue
+        outcome = _outcome(columns[column.name].parse, values[column.name], column.name)
+        if outcome[0] == "error" or outcome[1] is None:
+            if failure is None and (outcome[0] == "error" or column.required):
+                failure = outcome if outcome[0] == "error" else ("error", "missing_required_field", column.name)
+            continue
+        expected[column.name] = outcome[1]
+    try:
+        parsed, _ = mapper._parse_columns(values)
+    except FieldError as err:
+        assert failure == ("error", err.reason, err.field)
+    else:
+        assert failure is None
+        assert parsed == expected
+
+
 def test_custom_fields_become_a_string_map(sample_rows: dict[str, list[Row]]) -> None:
     row = sample_rows["transaction"][0]
     custom = {"channel": "pos", "n": 5, "flag": True, "nested": {"a": 1}, "none": None, "big": 2**70}
