@@ -38,6 +38,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 #: Largest number of significant digits a decimal may have to be sent as a JSON number without rounding.
@@ -142,11 +143,22 @@ def _utc_text(text: str) -> str | None:
         return None
     if zulu:
         return f"{text[:10]}T{text[11:19]}Z"
-    offset = int(text[20:22]) * 60 + int(text[23:25])
-    minutes = int(text[11:13]) * 60 + int(text[14:16]) - (offset if text[19] == "+" else -offset)
+    head = _utc_minute(text[:16], text[19:])
+    return None if head is None else f"{head}{text[16:19]}Z"
+
+
+@lru_cache(maxsize=16_384)
+def _utc_minute(local: str, offset: str) -> str | None:
+    """``YYYY-MM-DD?HH:MM`` at UTC offset ``±HH:MM`` → ``YYYY-MM-DDTHH:MM`` in UTC, ``None`` if another day.
+
+    Cached: a day's extract has at most 1,440 minutes per offset in use, so most timestamps are a look-up.
+    """
+    minutes = int(local[11:13]) * 60 + int(local[14:16])
+    shift = int(offset[1:3]) * 60 + int(offset[4:6])
+    minutes += -shift if offset[0] == "+" else shift
     if not 0 <= minutes < 1440:
         return None
-    return f"{text[:10]}T{minutes // 60:02d}:{minutes % 60:02d}:{text[17:19]}Z"
+    return f"{local[:10]}T{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def _localize(naive: datetime, zone: tzinfo, field: str, raw: Any) -> datetime:
