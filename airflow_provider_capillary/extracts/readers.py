@@ -71,7 +71,6 @@ import csv
 import gc
 import itertools
 import json
-import re
 import tempfile
 import zlib
 from collections import deque
@@ -119,7 +118,10 @@ REQUIRED_COLUMNS: Mapping[str, frozenset[str]] = {
 configured identity fallback may stand in for them). Whether a *value* is present is the mapper's check."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
-_LONG_DIGITS = re.compile(rb"\d{20}")
+#: A line with a run of 20 digits may hold an integer beyond 64 bits, which orjson would read as a float:
+#: found as 20 zeros once every digit is translated to ``0`` (ten times faster than a regular expression).
+_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_DIGITS = b"0" * 20
 _UNPARSED = object()
 _JSON_TYPES: Mapping[type, str] = {
     list: "array",
@@ -510,7 +512,7 @@ def _jsonl_records(file: str, lines: Iterator[bytes]) -> Iterator[_Item]:
                 )
                 continue
             try:  # orjson would turn integers beyond 64 bits into floats: leave those to the standard library
-                value = orjson.loads(raw) if _LONG_DIGITS.search(raw) is None else _UNPARSED
+                value = orjson.loads(raw) if _LONG_DIGITS not in raw.translate(_DIGITS_TO_ZERO) else _UNPARSED
             except orjson.JSONDecodeError:
                 value = _UNPARSED
             if value is _UNPARSED:
