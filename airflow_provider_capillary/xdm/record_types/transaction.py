@@ -65,7 +65,7 @@ from airflow_provider_capillary.xdm.values import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from decimal import Decimal
 
 _STR = {"type": "string"}
@@ -152,70 +152,60 @@ COLUMNS = (
 )
 
 
-def _item_text(item: Mapping[str, Any], key: str, field: str, *, required: bool = False) -> str | None:
+def _item_text(item: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
     value = item.get(key)
     if value is None or value == "":
         if required:
-            raise FieldError("missing_required_field", field, None, f"{key} is required")
+            raise FieldError("missing_required_field", key, None, f"{key} is required")
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise FieldError("invalid_value", field, value, "expected text")
+        raise FieldError("invalid_value", key, value, "expected text")
     return str(value)
 
 
-def _item_object(item: Any, field: str) -> Mapping[str, Any]:
-    if not isinstance(item, dict):
-        raise FieldError("invalid_value", field, item, "expected an object")
-    return item
-
-
-def _line_items(items: list[Any], currency: str) -> list[dict[str, Any]]:
+def _items(column: str, items: list[Any], build: Callable[[Mapping[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Build each object of an array column; a failure names its place, e.g. ``line_items[2].amount``."""
     result = []
-    for index, raw_item in enumerate(items):
-        where = f"line_items[{index}]"
-        item = _item_object(raw_item, where)
-        product: dict[str, Any] = {"SKU": _item_text(item, "item_code", f"{where}.item_code", required=True)}
-        name = _item_text(item, "description", f"{where}.description")
-        if name is not None:
-            product["name"] = name
-        if item.get("qty") is not None:
-            product["quantity"] = parse_integer(item["qty"], f"{where}.qty")
-        if item.get("amount") is not None:
-            product["priceTotal"] = to_json_number(parse_decimal(item["amount"], f"{where}.amount"))
-        if item.get("discount") is not None:
-            product["discountAmount"] = to_json_number(parse_decimal(item["discount"], f"{where}.discount"))
-        product["currencyCode"] = currency
-        result.append(product)
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise FieldError("invalid_value", None, item, "expected an object")
+            result.append(build(item))
+        except FieldError as err:
+            where = f"{column}[{index}]" + (f".{err.field}" if err.field else "")
+            raise FieldError(err.reason, where, err.value, err.detail) from None
     return result
 
 
-def _payments(modes: list[Any], currency: str) -> list[dict[str, Any]]:
-    result = []
-    for index, raw_mode in enumerate(modes):
-        where = f"payment_modes[{index}]"
-        mode = _item_object(raw_mode, where)
-        kind = _item_text(mode, "mode", f"{where}.mode", required=True) or ""
-        payment: dict[str, Any] = {
-            "paymentType": _PAYMENT_TYPES.get(kind.upper(), kind.lower()),
-            "currencyCode": currency,
-        }
-        if mode.get("value") is not None:
-            payment["paymentAmount"] = to_json_number(parse_decimal(mode["value"], f"{where}.value"))
-        result.append(payment)
-    return result
+def _line_item(item: Mapping[str, Any], currency: str) -> dict[str, Any]:
+    product: dict[str, Any] = {"SKU": _item_text(item, "item_code", required=True)}
+    name = _item_text(item, "description")
+    if name is not None:
+        product["name"] = name
+    if item.get("qty") is not None:
+        product["quantity"] = parse_integer(item["qty"], "qty")
+    if item.get("amount") is not None:
+        product["priceTotal"] = to_json_number(parse_decimal(item["amount"], "amount"))
+    if item.get("discount") is not None:
+        product["discountAmount"] = to_json_number(parse_decimal(item["discount"], "discount"))
+    product["currencyCode"] = currency
+    return product
 
 
-def _coupons(coupons: list[Any]) -> list[dict[str, Any]]:
-    result = []
-    for index, raw_coupon in enumerate(coupons):
-        where = f"coupons[{index}]"
-        coupon = _item_object(raw_coupon, where)
-        redemption: dict[str, Any] = {"id": _item_text(coupon, "code", f"{where}.code", required=True)}
-        series = _item_text(coupon, "series_id", f"{where}.series_id")
-        if series is not None:
-            redemption["series"] = series
-        result.append(redemption)
-    return result
+def _payment(mode: Mapping[str, Any], currency: str) -> dict[str, Any]:
+    kind = _item_text(mode, "mode", required=True) or ""
+    payment: dict[str, Any] = {"paymentType": _PAYMENT_TYPES.get(kind.upper(), kind.lower()), "currencyCode": currency}
+    if mode.get("value") is not None:
+        payment["paymentAmount"] = to_json_number(parse_decimal(mode["value"], "value"))
+    return payment
+
+
+def _coupon(coupon: Mapping[str, Any]) -> dict[str, Any]:
+    redemption: dict[str, Any] = {"id": _item_text(coupon, "code", required=True)}
+    series = _item_text(coupon, "series_id")
+    if series is not None:
+        redemption["series"] = series
+    return redemption
 
 
 def _points_entry(points: Decimal, program_id: str | None, transaction_id: str) -> dict[str, Any]:
@@ -241,9 +231,9 @@ def _build(parsed: Mapping[str, Any], raw: Mapping[str, Any], entity: dict[str, 
             returns["purchaseID"] = parsed["original_bill_number"]
         order["returns"] = returns
     if parsed.get("line_items"):
-        entity["productListItems"] = _line_items(parsed["line_items"], currency)
+        entity["productListItems"] = _items("line_items", parsed["line_items"], lambda item: _line_item(item, currency))
     if parsed.get("payment_modes"):
-        order["payments"] = _payments(parsed["payment_modes"], currency)
+        order["payments"] = _items("payment_modes", parsed["payment_modes"], lambda mode: _payment(mode, currency))
     loyalty: dict[str, Any] = {}
     transaction_id = parsed["transaction_id"]
     program_id = parsed.get("program_id")
@@ -254,7 +244,7 @@ def _build(parsed: Mapping[str, Any], raw: Mapping[str, Any], entity: dict[str, 
     if redeemed is not None and redeemed > 0:
         loyalty["pointsRedemption"] = [_points_entry(redeemed, program_id, transaction_id)]
     if parsed.get("coupons"):
-        loyalty["couponRedemption"] = _coupons(parsed["coupons"])
+        loyalty["couponRedemption"] = _items("coupons", parsed["coupons"], _coupon)
     if loyalty:
         entity["loyalty"] = loyalty
     custom = parsed.get("custom_fields")

@@ -495,6 +495,15 @@ def test_rule_violations(sample_rows: dict[str, list[Row]], changes: dict[str, A
         ({"line_items": [{"description": "no sku"}]}, "missing_required_field:line_items[0].item_code"),
         ({"line_items": "not json"}, "invalid_value:line_items"),
         ({"payment_modes": [5]}, "invalid_value:payment_modes[0]"),
+        (
+            {"payment_modes": [{"mode": "CARD", "value": 1}, {"mode": "CASH", "value": "x"}]},
+            "invalid_number:payment_modes[1].value",
+        ),
+        (
+            {"line_items": [{"item_code": "A"}, {"item_code": "B"}, {"item_code": True}]},
+            "invalid_value:line_items[2].item_code",
+        ),
+        ({"coupons": [{"code": "C1"}, {"series_id": "9"}]}, "missing_required_field:coupons[1].code"),
         ({"currency": "POUND"}, "invalid_currency:currency"),
         ({"amount": None}, "missing_required_field:amount"),
         ({"transaction_id": -5}, "invalid_id:transaction_id"),
