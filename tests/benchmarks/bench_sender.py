@@ -244,7 +244,15 @@ def main() -> None:
 
         for concurrency in args.concurrency:
             sender = StreamingSender(
-                hook, **ids, concurrency=concurrency, max_records_per_second=None, max_requests_per_second=None
+                hook,
+                inlet=ids["inlet"],
+                dataset_id=ids["dataset_id"],
+                schema_id=ids["schema_id"],
+                flow_id=ids["flow_id"],
+                org_id=ids["org_id"],
+                concurrency=concurrency,
+                max_records_per_second=None,
+                max_requests_per_second=None,
             )
             with Run(f"StreamingSender concurrency {concurrency}", url, ids["dataset_id"], pid) as run, sender:
                 for number, start in enumerate(range(0, len(records), args.chunk)):

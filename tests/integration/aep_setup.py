@@ -13,16 +13,16 @@ def set_up(record_types: list[str]) -> tuple[dict[str, dict[str, str]], str]:
     targets: dict[str, dict[str, str]] = {}
     inlet = ""
     for record_type in record_types:
-        schema = AEPCreateSchemaOperator(task_id="s", record_type=record_type).execute({})  # type: ignore[arg-type]
+        schema = AEPCreateSchemaOperator(task_id="s", record_type=record_type).execute({})
         dataset = AEPCreateDatasetOperator(
             task_id="d", name=f"Capillary {record_type}", schema_id=schema["schema_id"]
-        ).execute({})  # type: ignore[arg-type]
+        ).execute({})
         flow = AEPCreateStreamingConnectionOperator(
             task_id="c",
             name="Capillary Loyalty Streaming",
             dataset_id=dataset["dataset_id"],
             schema_id=schema["schema_id"],
-        ).execute({})  # type: ignore[arg-type]
+        ).execute({})
         targets[record_type] = {
             "dataset_id": dataset["dataset_id"],
             "schema_id": schema["schema_id"],
