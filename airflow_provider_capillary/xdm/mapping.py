@@ -513,6 +513,8 @@ class Mapper:
         self.record_type = get_record_type(record_type) if isinstance(record_type, str) else record_type
         self.options = options
         self.validator = validator
+        self._is_valid = validator.is_valid if validator is not None else None
+        self._max_record_bytes = options.max_record_bytes
         self.finish_chunk_size = finish_chunk_size
         self._spill_dir = spill_dir
         self._tenant_key = options.tenant_key
@@ -696,7 +698,9 @@ class Mapper:
                         entity,
                     )
                 return
-        if not self._valid(entity, body, row, chunk):
+        is_valid = self._is_valid
+        if (is_valid is not None and not is_valid(entity)) or len(body) > self._max_record_bytes:
+            self._dead_invalid(entity, body, row, chunk)
             return
         if self._time_series:
             self._seen.add(key, digest)
@@ -704,17 +708,18 @@ class Mapper:
         else:
             self._hold(key, version_us, digest, body, row, chunk)
 
-    def _valid(self, entity: dict[str, Any], body: bytes, row: RowLike, chunk: MappedChunk) -> bool:
-        if self.validator is not None:
-            issue = self.validator.validate(entity)
-            if issue is not None:
-                self._dead(chunk, row, "schema_violation", issue.path, None, issue.message, entity)
-                return False
-        too_large = check_record_size(body, self.options.max_record_bytes)
+    def _dead_invalid(self, entity: dict[str, Any], body: bytes, row: RowLike, chunk: MappedChunk) -> None:
+        """Dead-letter an entity that failed the schema or the size check, with the reason."""
+        issue = self.validator.validate(entity) if self.validator is not None else None
+        if issue is not None:
+            self._dead(chunk, row, "schema_violation", issue.path, None, issue.message, entity)
+            return
+        too_large = check_record_size(body, self._max_record_bytes)
         if too_large is not None:
             self._dead(chunk, row, "record_too_large", None, len(body), too_large, entity)
-            return False
-        return True
+            return
+        detail = "the entity does not conform to the dataset's schema"  # the validator found no error to name
+        self._dead(chunk, row, "schema_violation", None, None, detail, entity)
 
     def _hold(self, key: bytes, version: int, digest: bytes, body: bytes, row: RowLike, chunk: MappedChunk) -> None:
         current = self._seen.get(key)

@@ -33,7 +33,7 @@ import jsonschema_rs
 import orjson
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 #: AEP's documented maximum size of one streaming record (bytes).
 MAX_STREAMING_RECORD_BYTES = 1_000_000
@@ -63,7 +63,8 @@ class Validator:
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.schema_id: str | None = schema.get("$id")
         self._validator = jsonschema_rs.validator_for(dict(schema), validate_formats=True)
-        self._is_valid = self._validator.is_valid
+        self.is_valid: Callable[[Mapping[str, Any]], bool] = self._validator.is_valid
+        """Whether an entity conforms (the fast check; :meth:`validate` says why not)."""
 
     def validate(self, entity: Mapping[str, Any]) -> SchemaIssue | None:
         """Check one entity.
@@ -71,7 +72,7 @@ class Validator:
         :param entity: The XDM entity (``xdmEntity``), with JSON types only.
         :return: ``None`` when it conforms, else the first issue found.
         """
-        if self._is_valid(entity):
+        if self.is_valid(entity):
             return None
         for error in self._validator.iter_errors(entity):
             pointer = "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in error.instance_path)
