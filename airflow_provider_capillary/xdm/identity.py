@@ -6,9 +6,10 @@ Rules (``reference/capillary.md`` §8.1, ``reference/aep-api.md`` §3):
   primary.
 - ``email`` → trimmed and lower-cased → ``Email`` (secondary, ``ambiguous``). It must look like
   ``local@domain.tld``; anything else is the dead letter ``invalid_email``.
-- ``mobile`` → E.164: blanks, dots, dashes and brackets removed, a leading ``+`` or ``00`` dropped, then
-  ``+`` and 8 to 15 digits (Capillary stores digits with the country code). A number starting with a single
-  ``0`` is a national number whose country cannot be known → dead letter ``invalid_phone``.
+- ``mobile`` → E.164: surrounding white space trimmed, blanks, dots, dashes and brackets removed, a leading
+  ``+`` or ``00`` dropped, then ``+`` and 8 to 15 ASCII digits (Capillary stores digits with the country
+  code). A number starting with a single ``0`` is a national number whose country cannot be known → dead
+  letter ``invalid_phone``.
 - With hashing on, the normalised e-mail and phone are replaced by the lowercase hex SHA-256 of their
   normalised text and go to the hashed namespaces; clear-text ``personalEmail``/``mobilePhone`` are then
   not sent at all.
@@ -40,7 +41,7 @@ from airflow_provider_capillary.xdm.values import FieldError
 
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PHONE_PUNCTUATION = str.maketrans("", "", " \t.-()/")
-_DIGITS_RE = re.compile(r"\d{8,15}")
+_DIGITS_RE = re.compile(r"[0-9]{8,15}")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def normalize_phone(value: Any, field: str = "mobile") -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         text = str(value)
     elif isinstance(value, str):
-        text = value.translate(_PHONE_PUNCTUATION)
+        text = value.strip().translate(_PHONE_PUNCTUATION)
     else:
         raise FieldError("invalid_phone", field, value, "expected a string of digits")
     if not text:

@@ -8,7 +8,8 @@ stable machine-readable reason code. Nothing is guessed:
 Value        Rule
 ===========  ========================================================================================
 datetime     ISO-8601 / RFC 3339 ``YYYY-MM-DDTHH:MM[:SS[.f…]]`` then ``Z`` or ``±HH:MM`` (``±HHMM``
-             accepted; a space may replace ``T`` as RFC 3339 allows), or a time-zone-aware
+             accepted, offset minutes below 60; a space may replace ``T`` as RFC 3339 allows), or a
+             time-zone-aware
              ``datetime`` (Parquet). Converted to UTC and written ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``.
              A timestamp without an offset is rejected unless a time zone for naive timestamps is
              configured (then it is read in that zone; a wall-clock time that a DST change makes
@@ -44,7 +45,7 @@ from typing import Any
 #: Largest number of significant digits a decimal may have to be sent as a JSON number without rounding.
 MAX_SIGNIFICANT_DIGITS = 15
 
-_DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:(Z|z)|[+-]\d{2}:?\d{2})?")
+_DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:(Z|z)|[+-]\d{2}:?[0-5]\d)?")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _INT_RE = re.compile(r"[+-]?\d+")
@@ -109,7 +110,12 @@ def parse_datetime(value: Any, field: str, naive_tz: tzinfo | None = None) -> st
         parsed = _localize(parsed, naive_tz, field, value)
         offset = parsed.utcoffset()
     if offset:
-        parsed = parsed.astimezone(UTC)
+        try:
+            parsed = parsed.astimezone(UTC)
+        except OverflowError:
+            raise FieldError(
+                "invalid_datetime", field, value, "outside the years 1-9999 once converted to UTC"
+            ) from None
     elif parsed.tzinfo is not UTC:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.isoformat()[:-6] + "Z"
@@ -135,7 +141,7 @@ def _utc_text(text: str) -> str | None:
     ):
         return None
     zulu = size == 20
-    if (text[19] != "Z") if zulu else (text[19] not in "+-" or text[22] != ":"):
+    if (text[19] != "Z") if zulu else (text[19] not in "+-" or text[22] != ":" or text[23] > "5"):
         return None
     try:
         datetime.fromisoformat(text)

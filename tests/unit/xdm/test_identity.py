@@ -41,6 +41,8 @@ def test_invalid_email(raw: object) -> None:
         ("0044 (7700) 900-101", "+447700900101"),
         (447700900101, "+447700900101"),
         ("91.9740.000000", "+919740000000"),
+        ("447700900123\u00a0", "+447700900123"),  # Unicode white space around it, as the other columns trim
+        ("\u2003+44 7700 900123\n", "+447700900123"),
         ("", None),
         (None, None),
     ],
@@ -49,7 +51,18 @@ def test_phone_is_normalised_to_e164(raw: object, expected: str | None) -> None:
     assert normalize_phone(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["07700 900107", "+44 7700", "+1234567890123456", "call me", True, 4.4])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "07700 900107",
+        "+44 7700",
+        "+1234567890123456",
+        "call me",
+        True,
+        4.4,
+        "+\u0664\u0664\u0667\u0667\u0660\u0660\u0669\u0660\u0660",
+    ],
+)
 def test_invalid_phone(raw: object) -> None:
     with pytest.raises(FieldError) as err:
         normalize_phone(raw, "mobile")
