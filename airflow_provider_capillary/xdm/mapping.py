@@ -406,8 +406,8 @@ def _compile_parser(
 
     The generated code does exactly what a loop over the columns would (first failing column reported, memo
     look-ups, payload values written to their parent objects, created on first use) without the loop's
-    per-column bookkeeping, which was a third of the mapping time. Parent object ``i`` is ``None`` when
-    no column wrote to it.
+    per-column bookkeeping (measured: the mapping 15-20 % faster). Parent object ``i`` is ``None`` when no
+    column wrote to it.
     """
     namespace: dict[str, Any] = {
         "FieldError": FieldError,
