@@ -31,6 +31,11 @@ EXTRACT_URI = "{{ var.value.get('capillary_extract_uri', '" + DEMO_EXTRACT_URI +
 MAX_REJECT_RATIO = 0.25
 #: The streaming connection's inlet URL, as found by :func:`aep_targets`.
 INLET = "{{ ti.xcom_pull(task_ids='aep_targets.connection_customer')['inlet_url'] }}"
+#: AEP's documented streaming guidance: 10,000 messages per second (``reference/aep-api.md`` §10).
+AEP_RECORDS_PER_SECOND = 10_000
+#: At most this many ``stream`` tasks of a DAG run at once (across its runs). They share one streaming budget:
+#: each gets ``1 / STREAMING_TASKS`` of it, so the DAG as a whole never streams faster than the budget.
+STREAMING_TASKS = 4
 #: Mapping settings of the example program (the samples' currency is GBP).
 MAPPING_OPTIONS = {"org_id": "50001", "default_currency": "GBP", "identity_namespace": IDENTITY_NAMESPACE}
 

@@ -3,7 +3,8 @@
 Every run handles exactly its data interval's partition: it waits for the extract's completion marker, streams
 each record type into its dataset (dynamic task mapping, one task per record type), then waits until AEP shows
 what was accepted. Works with Airflow's own backfill (``airflow backfill create`` or the UI's backfill dialog);
-re-running an interval is harmless, since record ``_id``s are deterministic.
+re-running an interval is harmless, since record ``_id``s are deterministic. At most ``STREAMING_TASKS`` stream
+tasks run at once, across runs, each at its share of AEP's 10,000 messages/s guidance.
 
 Partitioning: daily by default, as Capillary's exports are. To run hourly partitions, set ``PARTITIONING`` below
 to ``"hourly"``: the schedule and the extract path template change together.
@@ -14,11 +15,13 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable
 from capillary_common import (
+    AEP_RECORDS_PER_SECOND,
     EXTRACT_URI,
     INLET,
     MAPPING_OPTIONS,
     MAX_REJECT_RATIO,
     RECORD_TYPES,
+    STREAMING_TASKS,
     aep_targets,
     dataset_ids,
     landed_expectations,
@@ -63,6 +66,8 @@ with DAG(
         max_reject_ratio=MAX_REJECT_RATIO,
         mapping_options=MAPPING_OPTIONS,
         map_index_template="{{ task.record_types }}",
+        max_active_tis_per_dag=STREAMING_TASKS,
+        max_records_per_second=AEP_RECORDS_PER_SECOND // STREAMING_TASKS,
     ).expand(record_types=list(RECORD_TYPES))
     expected = landed_expectations(stream.output)
     landed = AEPIngestionSensor(

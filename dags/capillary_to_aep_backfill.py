@@ -2,7 +2,8 @@
 
 Pick a date range (both ends inclusive), the record types, the mode and whether to only validate (dry run); the
 run fans out one task per day and record type (dynamic task mapping). Each partition is idempotent: re-running a
-day re-sends the same records with the same ``_id``s.
+day re-sends the same records with the same ``_id``s. ``max_records_per_second`` is the whole backfill's budget: at
+most ``STREAMING_TASKS`` tasks stream at once, each at its share.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param, task
 from capillary_common import (
+    AEP_RECORDS_PER_SECOND,
     EXTRACT_URI,
     INLET,
     MAPPING_OPTIONS,
     MAX_REJECT_RATIO,
     RECORD_TYPES,
+    STREAMING_TASKS,
     aep_targets,
     dataset_ids,
     landed_expectations,
@@ -26,8 +29,6 @@ from capillary_common import (
 from airflow_provider_capillary.operators.capillary_to_aep import CapillaryToAEPOperator
 from airflow_provider_capillary.sensors.aep import AEPIngestionSensor
 
-#: AEP's documented streaming guidance (messages per second per sandbox).
-AEP_RECORDS_PER_SECOND = 10_000
 MAX_DAYS = 366
 
 with DAG(
@@ -70,7 +71,10 @@ with DAG(
             minimum=1,
             maximum=100_000,
             title="Max records per second",
-            description="Client-side streaming rate limit (per task).",
+            description=(
+                f"Streaming rate limit of the whole backfill: at most {STREAMING_TASKS} tasks stream at once, each "
+                f"at 1/{STREAMING_TASKS} of it."
+            ),
         ),
     },
 ) as dag:
@@ -101,7 +105,8 @@ with DAG(
         extract_uri=EXTRACT_URI,
         mode="{{ params.mode }}",
         validate_only="{{ params.dry_run }}",
-        max_records_per_second="{{ params.max_records_per_second }}",
+        max_records_per_second="{{ [params.max_records_per_second // " + str(STREAMING_TASKS) + ", 1] | max }}",
+        max_active_tis_per_dag=STREAMING_TASKS,
         max_reject_ratio=MAX_REJECT_RATIO,
         mapping_options=MAPPING_OPTIONS,
         map_index_template="{{ task.record_types }} {{ task.interval_start }}",

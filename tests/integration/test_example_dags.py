@@ -44,6 +44,25 @@ def test_dag_bag_imports_every_example_dag_without_errors(monkeypatch: pytest.Mo
     assert type(scheduled.timetable).__name__ == "CronDataIntervalTimetable"
 
 
+@pytest.mark.parametrize("budget", [10_000, 1_000, 5, 1])
+def test_streaming_tasks_share_one_budget(monkeypatch: pytest.MonkeyPatch, budget: int) -> None:
+    """At most N stream tasks run at once and each streams at 1/N: a DAG never exceeds its budget in total."""
+    import jinja2
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.syspath_prepend(str(DAGS))
+    bag = DagBag(dag_folder=str(DAGS))
+    scheduled = bag.dags["capillary_to_aep"].get_task("stream")
+    backfill = bag.dags["capillary_to_aep_backfill"].get_task("stream")
+    limit = scheduled.partial_kwargs["max_active_tis_per_dag"]
+    assert 1 < limit == backfill.partial_kwargs["max_active_tis_per_dag"]
+    assert limit * scheduled.partial_kwargs["max_records_per_second"] <= 10_000  # AEP's streaming guidance
+    rendered = jinja2.Environment().from_string(backfill.partial_kwargs["max_records_per_second"])
+    rate = int(rendered.render(params={"max_records_per_second": budget}))
+    assert rate == max(budget // limit, 1)  # never 0, which would mean "no limit"
+    assert limit * rate <= max(budget, limit)
+
+
 class Airflow:
     """``airflow`` CLI runs in a throw-away AIRFLOW_HOME, pointed at the repo's dags and the emulator."""
 
