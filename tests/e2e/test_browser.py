@@ -32,6 +32,9 @@ SCREENSHOTS = REPO / "tests" / "e2e" / "artifacts"
 DAG_ID = "capillary_to_aep_backfill"
 DAY = "2025-06-01"
 RUN_TIMEOUT = 200.0
+#: How long a UI assertion waits (ms): Playwright's 5 s default was too short for the first page after signing in
+#: on a loaded 2-core machine.
+UI_TIMEOUT_MS = 30_000
 #: The trigger form's fields, by title, as the DAG's Params declare them.
 PARAM_TITLES = ("Start date", "End date", "Record types", "Mode", "Dry run", "Max records per second")
 
@@ -50,6 +53,8 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh browser page, tall enough to show the whole trigger form."""
     context = browser.new_context(viewport={"width": 1400, "height": 1700})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     yield context.new_page()
     context.close()
 
