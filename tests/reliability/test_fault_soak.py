@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,13 +98,26 @@ with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2025, 6, 1, tz=
     )
 """
 
-#: Runs ``dag.test()`` of a DAG file for a logical date: the worker that the SIGKILL scenario kills.
+#: Runs ``dag.test()`` of a DAG file for a logical date: the worker that the SIGKILL scenario kills. A try that fails
+#: before the kill (a long 429 storm) is reported to the test through ``{hand_shake}/try-N.ended``; the worker waits
+#: for ``try-N.ack`` before retrying, so the test records the try's end as the retry callback does in its own process.
 WORKER = """
-import importlib.util, sys
+import importlib.util, pathlib, sys, time
 import pendulum
 spec = importlib.util.spec_from_file_location("soak_worker_dag", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
+hand_shake = pathlib.Path(sys.argv[3])
+
+def try_failed(context):
+    number = context["ti"].try_number
+    (hand_shake / f"try-{number}.ended").touch()
+    deadline = time.monotonic() + 120
+    while not (hand_shake / f"try-{number}.ack").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+for task in module.dag.tasks:
+    task.on_retry_callback = [try_failed]
 module.dag.test(logical_date=pendulum.parse(sys.argv[2]))
 """
 
@@ -188,9 +202,11 @@ def test_seeded_faults_lose_nothing_and_duplicate_only_unanswered_requests(
     try:
         if sigkill:
             log = tmp_path / "worker.log"
-            killed_after = kill_worker_mid_run(emulator, dag, dataset_id, soak_seed, chunk_size, log)
+            killed_after = kill_worker_mid_run(
+                emulator, dag, dataset_id, soak_seed, chunk_size, log, lambda: try_failed({})
+            )
             ends.append(settled_state(emulator, plan, dag_id, dataset_id))
-            assert len(ends[0].accepted) < len(expected), f"seed {soak_seed}: everything was sent before the kill"
+            assert len(ends[-1].accepted) < len(expected), f"seed {soak_seed}: everything was sent before the kill"
             continue_the_killed_run(monkeypatch)
         run = dag.test(logical_date=LOGICAL_DATE)
     finally:
@@ -225,10 +241,21 @@ def test_seeded_faults_lose_nothing_and_duplicate_only_unanswered_requests(
     print("\n" + line)
 
 
-def kill_worker_mid_run(emulator: AEPEmulator, dag: Any, dataset_id: str, seed: int, chunk_size: int, log: Path) -> int:
+def kill_worker_mid_run(
+    emulator: AEPEmulator,
+    dag: Any,
+    dataset_id: str,
+    seed: int,
+    chunk_size: int,
+    log: Path,
+    try_failed: Callable[[], None],
+) -> int:
     """Run the DAG's ``dag.test()`` in a child process (the worker) and SIGKILL it once it has saved a checkpoint and
     the emulator holds a seeded number of records more (up to a chunk); mark its task instance failed, as the
     scheduler does for a worker that stopped heartbeating. Returns the number of records accepted at the kill.
+
+    A try of the worker that fails before the kill (its retry callback signals it) is passed to ``try_failed`` while
+    the worker waits, so its end is recorded as for the tries that run in this process.
     """
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -236,9 +263,12 @@ def kill_worker_mid_run(emulator: AEPEmulator, dag: Any, dataset_id: str, seed: 
     from sqlalchemy import select
 
     beyond_checkpoint = random.Random(f"kill-{seed}").randint(0, chunk_size)
+    hand_shake = log.parent / "try_ends"
+    hand_shake.mkdir()
+    failed_tries = 0
     with log.open("wb") as output:
         worker = subprocess.Popen(
-            [sys.executable, "-c", WORKER, dag.fileloc, LOGICAL_DATE.isoformat()],
+            [sys.executable, "-c", WORKER, dag.fileloc, LOGICAL_DATE.isoformat(), str(hand_shake)],
             env=dict(os.environ),
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -252,6 +282,12 @@ def kill_worker_mid_run(emulator: AEPEmulator, dag: Any, dataset_id: str, seed: 
         if time.monotonic() > deadline:
             worker.kill()
             pytest.fail(f"seed {seed}: the worker saved no checkpoint or did not reach {threshold} records in time")
+        ended = hand_shake / f"try-{failed_tries + 1}.ended"
+        if ended.exists():
+            failed_tries += 1
+            try_failed()
+            (hand_shake / f"try-{failed_tries}.ack").touch()
+            continue
         if threshold is None and _checkpoint(dag.dag_id) is not None:
             threshold = len(emulator.state.accepted_ids(dataset_id)) + beyond_checkpoint
         time.sleep(0.02)
@@ -260,9 +296,9 @@ def kill_worker_mid_run(emulator: AEPEmulator, dag: Any, dataset_id: str, seed: 
     assert worker.returncode == -signal.SIGKILL
     with create_session() as session:
         ti = session.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag.dag_id)).one()
-        # A try of the worker that failed and was retried before the kill would be a try end this test did not see.
-        assert (ti.state, ti.try_number) == (TaskInstanceState.RUNNING, 1), (
-            f"seed {seed}: the killed worker was not in its first try: {ti.state}, try {ti.try_number}"
+        # Every try of the worker before the one killed ended through the hand-shake (else its end went unseen).
+        assert (ti.state, ti.try_number) == (TaskInstanceState.RUNNING, failed_tries + 1), (
+            f"seed {seed}: the killed worker was in try {ti.try_number} ({ti.state}) after {failed_tries} failed tries"
         )
         ti.state = TaskInstanceState.FAILED
     return threshold
