@@ -35,6 +35,7 @@ RUN_TIMEOUT = 200.0
 #: How long a UI assertion waits (ms): Playwright's 5 s default was too short for the first page after signing in
 #: on a loaded 2-core machine.
 UI_TIMEOUT_MS = 30_000
+expect.set_options(timeout=UI_TIMEOUT_MS)
 #: The trigger form's fields, by title, as the DAG's Params declare them.
 PARAM_TITLES = ("Start date", "End date", "Record types", "Mode", "Dry run", "Max records per second")
 
@@ -54,7 +55,6 @@ def page(browser: Browser) -> Iterator[Page]:
     """A fresh browser page, tall enough to show the whole trigger form."""
     context = browser.new_context(viewport={"width": 1400, "height": 1700})
     context.set_default_timeout(UI_TIMEOUT_MS)
-    expect.set_options(timeout=UI_TIMEOUT_MS)
     yield context.new_page()
     context.close()
 
