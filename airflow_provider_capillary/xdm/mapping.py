@@ -52,7 +52,7 @@ import json
 import struct
 import tempfile
 import zoneinfo
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -82,6 +82,7 @@ from airflow_provider_capillary.xdm.values import (
     parse_decimal,
     parse_integer,
     to_json_number,
+    utc_text,
 )
 
 if TYPE_CHECKING:
@@ -375,6 +376,10 @@ def _parser_for(column_type: ColumnType, naive_tz: tzinfo | None) -> Callable[[A
     return parsers[column_type]
 
 
+_Parsed = tuple[dict[str, Any], tuple[dict[str, Any] | None, ...]]
+"""A row's parsed values by column and its parent objects (what the generated column parser returns)."""
+
+
 class _CompiledColumn(NamedTuple):
     name: str
     type: ColumnType | None
@@ -461,6 +466,38 @@ def _compile_parser(
     return namespace["parse_columns"]
 
 
+def _compile_assembler(
+    columns: tuple[_CompiledColumn, ...], node_count: int
+) -> Callable[[int, bytearray, list[tuple[list[Any], list[Any]]]], Iterator[_Parsed | None]]:
+    """Generate the chunk-wise twin of :func:`_compile_parser`: parsed columns → each row's parsed values.
+
+    The generated generator takes the chunk's size, its ``bad`` flags and, per column, the lists of parsed
+    and payload values (see :meth:`Mapper._parse_column`), and yields for each row ``(parsed values, parent
+    objects)`` exactly as :func:`_compile_parser` builds them, or ``None`` for a row flagged bad.
+    """
+    lines = ["def assemble(size, bad, columns):"]
+    lines += [f"    p{position}, y{position} = columns[{position}]" for position in range(len(columns))]
+    lines += ["    for i in range(size):", "        if bad[i]:", "            yield None", "            continue"]
+    lines.append("        parsed = {}")
+    lines += [f"        n{index} = None" for index in range(node_count)]
+    for position, column in enumerate(columns):
+        lines += [f"        value = p{position}[i]", "        if value is not None:"]
+        lines.append(f"            parsed[{column.name!r}] = value")
+        payload = f"y{position}[i]" if column.type is ColumnType.DECIMAL else "value"
+        for index, key in column.slots:
+            node = f"n{index}"
+            lines += [
+                f"            if {node} is None:",
+                f"                {node} = {{}}",
+                f"            {node}[{key!r}] = {payload}",
+            ]
+    nodes = "".join(f"n{index}, " for index in range(node_count))
+    lines.append(f"        yield parsed, ({nodes})")
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines), "<airflow_provider_capillary chunk assembler>", "exec"), namespace)
+    return namespace["assemble"]
+
+
 # ---------------------------------------------------------------------------------------------- engine
 
 
@@ -480,6 +517,57 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if collecting:
             gc.enable()
+
+
+_NOTHING = (None, None)
+_UNPARSED = object()
+"""Placeholder of a column value the chunk-wise fast path leaves to the column's parse function."""
+
+
+class _TableRow:
+    """One row of a column-wise chunk (``ColumnarRows``), materialised only when its values are read."""
+
+    __slots__ = ("_index", "_rows", "_values")
+
+    def __init__(self, rows: Sequence[RowLike], index: int) -> None:
+        self._rows = rows
+        self._index = index
+        self._values: Mapping[str, Any] | None = None
+
+    @property
+    def values(self) -> Mapping[str, Any]:
+        """The row's values, as the reader gives them."""
+        if self._values is None:
+            self._values = self._rows[self._index].values
+        return self._values
+
+    @property
+    def file(self) -> str:
+        """The file the row was read from."""
+        return self._rows[self._index].file
+
+    @property
+    def line(self) -> int:
+        """The row's line in that file."""
+        return self._rows[self._index].line
+
+
+class _LazyValues(Mapping[str, Any]):
+    """A table row's values as the read-only mapping a ``build`` hook receives, materialised on first use."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: _TableRow) -> None:
+        self._row = row
+
+    def __getitem__(self, key: str) -> Any:
+        return self._row.values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._row.values)
+
+    def __len__(self) -> int:
+        return len(self._row.values)
 
 
 _CONTENT_DIGEST_SIZE = 8
@@ -555,6 +643,7 @@ class Mapper:
             for index in sorted(range(len(self._parents)), key=lambda index: len(self._parents[index]))
         )
         self._parse_columns = _compile_parser(self._columns, len(self._parents), self._memos, self._memo_miss)
+        self._assemble_rows = _compile_assembler(self._columns, len(self._parents))
         self._time_series = self.record_type.behavior is Behavior.TIME_SERIES
         self._seen = DigestIndex(_CONTENT_DIGEST_SIZE if self._time_series else _VERSION.size, spill_dir=spill_dir)
         self._spill: IO[bytes] | None = None
@@ -579,11 +668,7 @@ class Mapper:
             raise RuntimeError("map_chunk called after finish()")
         chunk = MappedChunk()
         with _collector_paused():
-            map_one = self._map_one
-            for row in rows:
-                chunk.rows += 1
-                self._seq += 1
-                map_one(row, chunk)
+            self._map_rows(rows if isinstance(rows, Sequence) else list(rows), chunk)
         counts = self.counts
         counts.rows += chunk.rows
         counts.records += len(chunk.records)
@@ -668,6 +753,121 @@ class Mapper:
             DeadLetter(row.file, row.line, reason, field_name, value, detail, row.values, payload)
         )
 
+    def _map_rows(self, rows: Sequence[RowLike], chunk: MappedChunk) -> None:
+        """Map a chunk column by column, then build, de-duplicate and validate its rows in order.
+
+        Each column is parsed for the whole chunk at once (:meth:`_parse_column`); a row with any value that
+        is not plainly valid, and a row whose build fails, is flagged and mapped by :meth:`_map_one` instead,
+        which then names the failure exactly as if the chunk had been mapped row by row. Rows of a
+        column-wise chunk (``ColumnarRows`` from the CSV reader) are only materialised when something reads
+        their values (a dead letter, a held profile version).
+        """
+        size = len(rows)
+        bad = bytearray(size)
+        table = getattr(rows, "columns", None)
+        if type(table) is dict:
+            absent: list[Any] = [None] * size
+            raws = [table.get(column.name, absent) for column in self._columns]
+        else:
+            table = None
+            values = [row.values for row in rows]
+            for index, row_values in enumerate(values):
+                if type(row_values) is not dict:
+                    bad[index] = 1
+                    values[index] = {}
+            raws = [[row_values.get(column.name) for row_values in values] for column in self._columns]
+        columns = [self._parse_column(column, raw, bad) for column, raw in zip(self._columns, raws, strict=True)]
+        map_one, accept, assemble, dumps = self._map_one, self._accept, self._assemble, orjson.dumps
+        for index, item in enumerate(self._assemble_rows(size, bad, columns)):
+            self._seq += 1
+            row: RowLike = rows[index] if table is None else _TableRow(rows, index)
+            if item is None:
+                map_one(row, chunk)
+                continue
+            try:
+                entity, key, version_us = assemble(
+                    item[0],
+                    item[1],
+                    row.values if table is None else _LazyValues(row),  # type: ignore[arg-type]
+                )
+                body = dumps(entity)
+            except Exception:  # the row path builds the same entity, or names the failure
+                map_one(row, chunk)
+                continue
+            accept(entity, key, version_us, body, row, chunk)
+        chunk.rows += size
+
+    def _parse_column(self, column: _CompiledColumn, raw: list[Any], bad: bytearray) -> tuple[list[Any], list[Any]]:
+        """Parse one column of a chunk: ``(parsed values, payload values)``, flagging rows in ``bad``.
+
+        A value is parsed exactly as the row parser does (same parse functions and memos); a value that fails,
+        or a missing value of a required column, only flags its row (the row path reports it). Payload values
+        differ from parsed values only for ``DECIMAL`` columns (JSON numbers instead of ``Decimal``).
+        """
+        name, parse = column.name, column.parse
+        memo = self._memos[column.memo] if column.memo >= 0 else None
+        if memo is not None:
+            get = memo.get
+            hits: list[Any] = [get(value) if value.__class__ is str else None for value in raw]
+            for index in [index for index, hit in enumerate(hits) if hit is None]:
+                value = raw[index]
+                if value is None:
+                    hits[index] = _NOTHING
+                    continue
+                try:
+                    if value.__class__ is str and self._memos[column.memo] is not None:
+                        hits[index] = self._memo_miss(column.memo, parse, value, name)
+                    else:
+                        parsed = parse(value, name)
+                        hits[index] = (parsed, to_json_number(parsed) if isinstance(parsed, Decimal) else parsed)
+                except Exception:
+                    bad[index] = 1
+                    hits[index] = _NOTHING
+            values = [hit[0] for hit in hits]
+            payloads = [hit[1] for hit in hits] if column.type is ColumnType.DECIMAL else values
+        else:
+            if column.type is ColumnType.STRING:
+                values = [(value.strip() or None) if value.__class__ is str else _UNPARSED for value in raw]
+            elif column.type is ColumnType.ID:
+                values = [
+                    value if value.__class__ is str and value.isdigit() and value.isascii() else _UNPARSED
+                    for value in raw
+                ]
+            elif column.type is ColumnType.DATETIME:  # the shapes parse_datetime reads without its general path
+                values = [(utc_text(value) or _UNPARSED) if value.__class__ is str else _UNPARSED for value in raw]
+            elif column.type is ColumnType.PHONE:  # international digits without punctuation: "+" and the digits
+                values = [
+                    "+" + value
+                    if value.__class__ is str
+                    and value.isdigit()
+                    and value.isascii()
+                    and 8 <= len(value) <= 15
+                    and value[0] != "0"
+                    else _UNPARSED
+                    for value in raw
+                ]
+            else:
+                values = [_UNPARSED] * len(raw)
+            for index in [index for index, value in enumerate(values) if value is _UNPARSED]:
+                value = raw[index]
+                if value is None:
+                    values[index] = None
+                    continue
+                try:
+                    values[index] = parse(value, name)
+                except Exception:
+                    bad[index] = 1
+                    values[index] = None
+            payloads = (
+                [to_json_number(value) if isinstance(value, Decimal) else value for value in values]
+                if column.type is ColumnType.DECIMAL
+                else values
+            )
+        if column.required and None in values:
+            for index in [index for index, value in enumerate(values) if value is None]:
+                bad[index] = 1
+        return values, payloads
+
     def _map_one(self, row: RowLike, chunk: MappedChunk) -> None:
         try:
             values = row.values
@@ -681,6 +881,12 @@ class Mapper:
         except Exception as err:
             self._dead(chunk, row, "mapping_error", None, None, f"{type(err).__name__}: {err}")
             return
+        self._accept(entity, key, version_us, body, row, chunk)
+
+    def _accept(
+        self, entity: dict[str, Any], key: bytes, version_us: int, body: bytes, row: RowLike, chunk: MappedChunk
+    ) -> None:
+        """De-duplicate, validate and keep (or hold) a built entity."""
         digest = content_digest(body)
         if self._time_series:
             seen = self._seen.get(key)
@@ -753,6 +959,12 @@ class Mapper:
         for records.
         """
         parsed, nodes = self._parse_columns(values)
+        return self._assemble(parsed, nodes, values)
+
+    def _assemble(
+        self, parsed: dict[str, Any], nodes: tuple[dict[str, Any] | None, ...], values: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bytes, int]:
+        """Build the entity of a row from its parsed values and parent objects (see :meth:`_build`)."""
         record_type = self.record_type
         options = self.options
         identity_map = self._identity_map(parsed)

@@ -85,7 +85,7 @@ def parse_datetime(value: Any, field: str, naive_tz: tzinfo | None = None) -> st
         parsed = value
     elif isinstance(value, str):
         text = value.strip()
-        fast = _utc_text(text)
+        fast = utc_text(text)
         if fast is not None:
             return fast
         match = _DATETIME_RE.fullmatch(text)
@@ -121,12 +121,15 @@ def parse_datetime(value: Any, field: str, naive_tz: tzinfo | None = None) -> st
     return parsed.isoformat()[:-6] + "Z"
 
 
-def _utc_text(text: str) -> str | None:
-    """The result of :func:`parse_datetime` for the common exact shapes, or ``None`` to take the general path.
+def utc_text(text: str) -> str | None:
+    """The result of :func:`parse_datetime` for the common exact shapes, or ``None`` for any other text.
 
-    Handles ``YYYY-MM-DD[T ]HH:MM:SS`` followed by ``Z`` or ``±HH:MM`` (ASCII digits, checked by
-    ``datetime.fromisoformat``) when the conversion to UTC stays on the same day: the UTC time is then
-    computed from the digits, without building aware datetimes (measured 4-6 times faster).
+    :param text: A stripped timestamp.
+
+    Handles ``YYYY-MM-DD[T ]HH:MM:SS`` followed by ``Z`` or ``±HH:MM`` (ASCII digits) when the conversion to
+    UTC stays on the same day: the date, hour, minute and offset are checked by ``datetime.fromisoformat``
+    once per minute and offset (:func:`_utc_minute`), the seconds here, and the UTC time is computed from
+    the digits without building aware datetimes (measured 4-6 times faster than the general path).
     """
     size = len(text)
     if (
@@ -138,27 +141,33 @@ def _utc_text(text: str) -> str | None:
         or text[13] != ":"
         or text[16] != ":"
         or text[11:13] >= "24"  # newer Pythons read 24:00 as midnight of the next day: the general path
+        or not text[17:19].isdigit()
+        or text[17] > "5"
     ):
         return None
-    zulu = size == 20
-    if (text[19] != "Z") if zulu else (text[19] not in "+-" or text[22] != ":" or text[23] > "5"):
+    if size == 20:
+        if text[19] != "Z":
+            return None
+        offset = "+00:00"
+    elif text[19] not in "+-" or text[22] != ":" or text[23] > "5":
         return None
-    try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if zulu:
-        return f"{text[:10]}T{text[11:19]}Z"
-    head = _utc_minute(text[:16], text[19:])
+    else:
+        offset = text[19:]
+    head = _utc_minute(text[:16], offset)
     return None if head is None else f"{head}{text[16:19]}Z"
 
 
 @lru_cache(maxsize=16_384)
 def _utc_minute(local: str, offset: str) -> str | None:
-    """``YYYY-MM-DD?HH:MM`` at UTC offset ``±HH:MM`` → ``YYYY-MM-DDTHH:MM`` in UTC, ``None`` if another day.
+    """``YYYY-MM-DD?HH:MM`` at UTC offset ``±HH:MM`` → ``YYYY-MM-DDTHH:MM`` in UTC; ``None`` if it is not a
+    real date and time (``datetime.fromisoformat``) or falls on another day in UTC.
 
     Cached: a day's extract has at most 1,440 minutes per offset in use, so most timestamps are a look-up.
     """
+    try:
+        datetime.fromisoformat(f"{local}:00{offset}")
+    except ValueError:
+        return None
     minutes = int(local[11:13]) * 60 + int(local[14:16])
     shift = int(offset[1:3]) * 60 + int(offset[4:6])
     minutes += -shift if offset[0] == "+" else shift

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from xdm_support import Row
 from airflow_provider_capillary.xdm.identity import IdentityNamespaces
 from airflow_provider_capillary.xdm.mapping import (
     DeadLetter,
+    MappedChunk,
     MappedRecord,
     Mapper,
     MappingOptions,
@@ -29,7 +31,7 @@ from airflow_provider_capillary.xdm.record_types.base import (
 )
 from airflow_provider_capillary.xdm.record_types.loyalty_event import EVENTS as LOYALTY_EVENTS
 from airflow_provider_capillary.xdm.validation import Validator, compile_validator
-from airflow_provider_capillary.xdm.values import FieldError
+from airflow_provider_capillary.xdm.values import FieldError, to_json_number
 
 OPTIONS = MappingOptions(tenant_id="acmecorp", org_id="50001", default_currency="GBP")
 PHONE_FALLBACK = MappingOptions(tenant_id="acmecorp", org_id="50001", default_currency="GBP", fallback_primary="Phone")
@@ -937,3 +939,132 @@ def test_finish_reads_its_batches_with_the_collector_paused(
         batches.append(batch)
     assert len(batches) > 1 and states and not any(states)
     assert mapper.counts.pending == 0 and mapper.counts.balanced
+
+
+def _row_by_row(mapper: Mapper, rows: list[Row]) -> MappedChunk:
+    """The reference the chunk-wise mapping must agree with: every row through the row path alone."""
+    chunk = MappedChunk()
+    for row in rows:
+        chunk.rows += 1
+        mapper._seq += 1
+        mapper._map_one(row, chunk)
+    return chunk
+
+
+def _everything(mapper: Mapper, chunks: list[list[Row]], map_chunk: Any) -> Any:
+    outcome = []
+    for rows in chunks:
+        chunk = map_chunk(mapper, rows)
+        outcome.append(
+            (
+                [(record.row.file, record.row.line, dict(record.row.values), record.body) for record in chunk.records],
+                [letter._replace(row=dict(letter.row)) for letter in chunk.dead_letters],
+                chunk.duplicates,
+                chunk.superseded,
+                chunk.rows,
+            )
+        )
+    outcome.append([(record.row.line, record.body) for batch in mapper.finish() for record in batch])
+    return outcome
+
+
+_OPTION_VARIANTS = [
+    OPTIONS,
+    PHONE_FALLBACK,
+    MappingOptions(tenant_id="acmecorp", hash_identities=True, fallback_primary="Email"),
+    MappingOptions(
+        tenant_id="_acme", timezone_for_naive="Europe/London", extra_event_types={"pointsTransferred": "loyalty.x"}
+    ),
+]
+
+
+@pytest.mark.parametrize("record_type", ["customer", "transaction", "loyalty_event"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_chunk_wise_mapping_agrees_with_row_by_row(
+    record_type: str, data: st.DataObject, validators: dict[str, Validator]
+) -> None:
+    # Messy rows, replays and exact duplicates across chunks, every option that changes the mapping, and memos
+    # small enough to be dropped and refilled: records, dead letters and counts are those of the row path.
+    values = data.draw(st.lists(_row_strategy(record_type), min_size=1, max_size=12))
+    rows = [Row(v, "generated", line) for line, v in enumerate(values, start=2)]
+    rows += data.draw(st.lists(st.sampled_from(rows), max_size=4))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=3)))
+    chunks = [rows[start:end] for start, end in zip([0, *cuts], [*cuts, len(rows)], strict=True)]
+    options = data.draw(st.sampled_from(_OPTION_VARIANTS))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("airflow_provider_capillary.xdm.mapping._MEMO_LIMIT", data.draw(st.sampled_from([2, 4096])))
+        expected = _everything(Mapper(record_type, options, validator=validators[record_type]), chunks, _row_by_row)
+        mapper = Mapper(record_type, options, validator=validators[record_type])
+        assert _everything(mapper, chunks, Mapper.map_chunk) == expected
+    assert mapper.counts.balanced
+
+
+@pytest.mark.parametrize("record_type", ["customer", "transaction", "loyalty_event"])
+def test_chunk_wise_mapping_of_the_samples_agrees_with_row_by_row(
+    record_type: str, sample_rows: dict[str, list[Row]], validators: dict[str, Validator]
+) -> None:
+    rows = sample_rows[record_type]
+    chunks = [rows, rows[::-1], rows[3:9]]
+    expected = _everything(Mapper(record_type, OPTIONS, validator=validators[record_type]), chunks, _row_by_row)
+    assert any(outcome[1] for outcome in expected[:-1])  # the samples' messy rows are dead letters ...
+    assert any(outcome[2] for outcome in expected[:-1])  # ... and their replays duplicates
+    assert _everything(Mapper(record_type, OPTIONS, validator=validators[record_type]), chunks, Mapper.map_chunk) == (
+        expected
+    )
+
+
+_TRICKY_BY_TYPE = {
+    ColumnType.PHONE: st.one_of(
+        st.text(alphabet="0123456789+ -\u0663", max_size=18),
+        st.integers(min_value=-5, max_value=10**17),
+        st.sampled_from(["1234567", "12345678", "123456789012345", "1234567890123456", "+12345678", "0044 7700 9"]),
+    ),
+    ColumnType.DATETIME: st.one_of(
+        st.text(alphabet="0123456789-T:+Z ", max_size=26),
+        st.sampled_from(
+            [
+                "2025-06-01T10:00:00Z",
+                "2025-06-01 23:59:59-04:00",
+                "2025-02-30T10:00:00Z",
+                "2025-06-01T24:00:00Z",
+                "2025-06-01T10:00:60Z",
+                "2025-06-01T10:00:00+05:75",
+                "2025-06-01T10:00:00z",
+                " 2025-06-01T10:00:00Z",
+                "2025-06-01T10:00:00.5Z",
+                "2025-06-01T10:00:00",
+            ]
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("record_type", ["customer", "transaction", "loyalty_event"])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_the_chunk_wise_column_parse_agrees_with_each_columns_parse_function(
+    record_type: str, data: st.DataObject
+) -> None:
+    """Every column's chunk-wise parse (inline fast paths, memos, dropped memos) gives the row parser's values."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("airflow_provider_capillary.xdm.mapping._MEMO_LIMIT", data.draw(st.sampled_from([1, 4096])))
+        mapper = Mapper(record_type, MappingOptions(tenant_id="acmecorp", timezone_for_naive="Asia/Kolkata"))
+        if data.draw(st.booleans()):  # memos dropped (mostly distinct values): the inline fast paths
+            mapper._memos[:] = [None] * len(mapper._memos)
+        for column in mapper._columns:
+            strategy = _TRICKY_BY_TYPE.get(column.type, _TRICKY)  # type: ignore[arg-type]
+            raw = data.draw(st.lists(strategy, max_size=6))
+            raw += raw[:2]  # repeated values: memo hits
+            bad = bytearray(len(raw))
+            values, payloads = mapper._parse_column(column, raw, bad)
+            for index, value in enumerate(raw):
+                outcome = None if value is None else _outcome(column.parse, value, column.name)
+                if outcome is None or (outcome[0] == "value" and outcome[1] is None):
+                    assert (values[index], payloads[index], bad[index]) == (None, None, column.required)
+                elif outcome[0] == "error":
+                    assert bad[index] == 1
+                else:
+                    assert (values[index], bad[index]) == (outcome[1], 0)
+                    expected = to_json_number(outcome[1]) if isinstance(outcome[1], Decimal) else outcome[1]
+                    assert payloads[index] == expected and type(payloads[index]) is type(expected)

@@ -226,5 +226,5 @@ def test_the_datetime_fast_path_agrees_with_the_general_rules(
         text = text[: noise[0]] + noise[1] + text[noise[0] + 1 :]
     fast = _outcome(text)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("airflow_provider_capillary.xdm.values._utc_text", lambda _text: None)
+        patch.setattr("airflow_provider_capillary.xdm.values.utc_text", lambda _text: None)
         assert _outcome(text) == fast
