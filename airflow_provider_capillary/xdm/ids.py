@@ -32,7 +32,16 @@ def record_digest(org_id: str, record_type: str, natural_key: str) -> bytes:
     :param record_type: Registered record type name, e.g. ``transaction``.
     :param natural_key: The record's natural key.
     """
-    return sha256(f"capillary|{org_id}|{record_type}|{natural_key}".encode()).digest()
+    return sha256(id_prefix(org_id, record_type) + natural_key.encode()).digest()
+
+
+def id_prefix(org_id: str, record_type: str) -> bytes:
+    """Return what precedes the natural key in the text whose SHA-256 is the ``_id``: ``capillary|org|type|``.
+
+    :param org_id: Capillary org id (empty string when not configured).
+    :param record_type: Registered record type name.
+    """
+    return f"capillary|{org_id}|{record_type}|".encode()
 
 
 def record_id(org_id: str, record_type: str, natural_key: str) -> str:
