@@ -18,6 +18,7 @@ from airflow_provider_capillary.extracts.layout import (
 from airflow_provider_capillary.extracts.readers import REQUIRED_COLUMNS, read_file, read_partition
 from airflow_provider_capillary.extracts.records import (
     MAX_RAW_CHARS,
+    ColumnarRows,
     ErrorCode,
     ExtractChunk,
     ExtractError,
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_PATH_TEMPLATE",
     "MAX_RAW_CHARS",
     "REQUIRED_COLUMNS",
+    "ColumnarRows",
     "ErrorCode",
     "ExtractChunk",
     "ExtractError",

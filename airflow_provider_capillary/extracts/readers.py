@@ -21,6 +21,13 @@ zero rows. Broken input:
 * invalid UTF-8: ``undecodable_bytes`` for the record holding the line (shown with ``\\xNN`` escapes);
 * a physical line longer than ``max_line_bytes``: ``line_too_long`` (its tail is not kept).
 
+CSV fast path: after the header, a file is read a block at a time (each block cut after its last ``\n``, the rest
+carried over), and while a block is clean — no ``"``, no carriage return, no empty line, no line longer than
+``max_line_bytes``, valid UTF-8, every line as wide as the header — its rows are cut column by column with one
+split of the whole block and handed out as :class:`~airflow_provider_capillary.extracts.records.ColumnarRows`
+(no dict per row). The first block that is not clean, and everything after it, is read line by line as above, from
+that block's first line; rows, errors, chunks and resume positions are the same either way.
+
 JSON Lines (UTF-8, one JSON object per line): lines are parsed with ``orjson``; a line holding a run of 20 or more
 digits goes to the standard library instead, since orjson turns integers beyond 64 bits into floats. Numbers with a
 fraction or exponent are Python floats. Blank lines are skipped and an empty file gives zero rows (a valid, empty JSON
@@ -74,7 +81,7 @@ import json
 import tempfile
 import zlib
 from collections import deque
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import orjson
 from airflow.sdk import ObjectStoragePath
@@ -86,6 +93,7 @@ from airflow_provider_capillary.extracts.layout import (
     partition_files,
 )
 from airflow_provider_capillary.extracts.records import (
+    ColumnarRows,
     ErrorCode,
     ExtractChunk,
     ExtractError,
@@ -94,7 +102,7 @@ from airflow_provider_capillary.extracts.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Iterator, Mapping
+    from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
     from datetime import date, datetime
 
 BLOCK_SIZE = 1 << 20
@@ -134,8 +142,24 @@ _JSON_TYPES: Mapping[type, str] = {
 _CSV_OPEN_QUOTE = "unexpected end of data"  # csv.Error text (strict mode) when input ends inside quotes
 _UTF8_BOM = b"\xef\xbb\xbf"
 
-_Item = tuple[SourceRow | ExtractError | None, int]
-"""A record (row or error) with the last physical line it consumed; ``None`` at the end of the input."""
+_COLUMNAR = True
+"""Whether CSV takes the column-wise fast path; tests and benchmarks clear it to get the line-by-line reference."""
+
+_HEADER_BYTES = 4 << 20
+"""Bytes a CSV header (blank lines before it included) may take for the rest of the file to go column-wise."""
+
+
+class _RowBlock(NamedTuple):
+    """CSV rows cut column-wise from a clean block; they sit on consecutive lines from ``first_line``."""
+
+    columns: dict[str, list[str | None]]
+    first_line: int
+    size: int
+
+
+_Item = tuple[SourceRow | ExtractError | _RowBlock | None, int]
+"""A record (row or error), or a block of rows, with the last physical line it consumed; ``None`` at the end of
+the input."""
 
 
 class _FileDataError(Exception):
@@ -263,10 +287,21 @@ def _explain(exc: csv.Error) -> str:
 
 
 class _CsvParser:
-    """Turn a file's physical lines into CSV records (see the module docstring for the rules)."""
+    """
+    Turn a file's physical lines into CSV records (see the module docstring for the rules).
+
+    :param lines: the file's physical lines, from its start, or from line ``line + 1`` when only :meth:`body`
+        is to be read (the column-wise fast path handing the rest of a file over).
+    :param line: the physical lines read before ``lines`` starts.
+    """
 
     def __init__(
-        self, file: str, lines: Iterator[bytes], required_columns: Collection[str], max_record_lines: int
+        self,
+        file: str,
+        lines: Iterator[bytes],
+        required_columns: Collection[str],
+        max_record_lines: int,
+        line: int = 0,
     ) -> None:
         self._file = file
         self._lines = lines
@@ -277,7 +312,7 @@ class _CsvParser:
         self._pending: list[str] = []
         self._overflow = False
         self._reader = self._new_reader()
-        self.line = 0
+        self.line = line
 
     def _new_reader(self) -> Iterator[list[str]]:
         return csv.reader(self._feed(), strict=True)
@@ -414,14 +449,30 @@ class _CsvParser:
             )
         return fields
 
-    def records(self) -> Iterator[_Item]:
-        """Yield each record as a row or a row-level error, then any file-level error, with its end line."""
-        file = self._file
+    def read_header(self) -> list[str] | _Item:
+        """The header's column names, or the file-level error (with its end line) that stops the file."""
         try:
             header = self._header()
-            if isinstance(header, ExtractError):
-                yield header, self.line
-                return
+        except _FileDataError as exc:
+            return self._data_error(exc)
+        return header if isinstance(header, list) else (header, self.line)
+
+    def records(self) -> Iterator[_Item]:
+        """Yield each record as a row or a row-level error, then any file-level error, with its end line."""
+        header = self.read_header()
+        if isinstance(header, list):
+            yield from self.body(header)
+        else:
+            yield header
+
+    def body(self, header: list[str]) -> Iterator[_Item]:
+        """
+        Yield the records after the header (see :meth:`records`), from line :attr:`line` + 1 on.
+
+        :param header: the column names :meth:`read_header` gave for this file.
+        """
+        file = self._file
+        try:
             width = len(header)
             next_text = self._next_text
             while (text := next_text()) is not None:
@@ -453,17 +504,142 @@ class _CsvParser:
                     yield SourceRow({k: v or None for k, v in zip(header, fields, strict=True)}, file, start), self.line
             yield None, self.line
         except _FileDataError as exc:
-            partial = "\n".join(part for part in (*self._pending, exc.raw) if part) or None
-            yield (
-                ExtractError(
-                    file,
-                    None,
-                    exc.code,
-                    f"{exc.detail}; the last complete line read was {self.line}",
-                    truncate_raw(partial),
-                ),
-                self.line,
-            )
+            yield self._data_error(exc)
+
+    def _data_error(self, exc: _FileDataError) -> _Item:
+        """The file-level error for a file that cannot be read any further, with what was left unfinished."""
+        partial = "\n".join(part for part in (*self._pending, exc.raw) if part) or None
+        return (
+            ExtractError(
+                self._file,
+                None,
+                exc.code,
+                f"{exc.detail}; the last complete line read was {self.line}",
+                truncate_raw(partial),
+            ),
+            self.line,
+        )
+
+
+# ------------------------------------------------------------------------------- CSV, column-wise fast path
+
+
+class _HeaderBytes:
+    """
+    Pass blocks through while the header is read, keeping them to find the bytes that follow the header.
+
+    Nothing is kept once more than :data:`_HEADER_BYTES` went through (a header after megabytes of blank lines):
+    that file stays on the line-by-line path, so memory stays bounded.
+    """
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
+        self.kept: list[bytes] | None = []
+        self._size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for block in self._blocks:
+            if self.kept is not None:
+                self._size += len(block)
+                if self._size > _HEADER_BYTES:
+                    self.kept = None
+                else:
+                    self.kept.append(block)
+            yield block
+
+    def after(self, lines: int) -> bytes | None:
+        """The bytes kept after the first ``lines`` physical lines, or ``None`` if they were not kept."""
+        if self.kept is None:
+            return None
+        data = b"".join(self.kept)
+        end = 0
+        for _ in range(lines):
+            end = data.find(b"\n", end) + 1
+            if not end:  # the header is the file's last, unterminated line
+                return b""
+        return data[end:]
+
+
+def _clean_columns(body: bytes, width: int, max_line_bytes: int) -> list[list[str | None]] | None:
+    """
+    Cut whole lines into columns when the line-by-line path would read each of them as a plain row, else ``None``.
+
+    :param body: complete physical lines joined by ``\\n``, without the last one's ``\\n``.
+    :param width: the header's field count.
+    """
+    if b'"' in body or b"\r" in body:
+        return None
+    if len(body) > max_line_bytes and max(map(len, body.split(b"\n"))) > max_line_bytes:
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lines = text.split("\n")
+    if "" in lines or set(map(str.count, lines, itertools.repeat(","))) != {width - 1}:
+        return None
+    # One split of the whole block and a slice per column beat splitting line by line and transposing.
+    fields = cast("list[str | None]", text.replace("\n", ",").split(","))
+    columns = [fields[column::width] for column in range(width)]
+    return [[value or None for value in values] if "" in values else values for values in columns]
+
+
+def _rest_of_blocks(head: bytes, blocks: Iterator[bytes], error: _FileDataError | None) -> Iterator[bytes]:
+    """``head``, the blocks not read yet, then the error that stopped reading them, if one did."""
+    yield head
+    yield from blocks
+    if error is not None:
+        raise error
+
+
+def _csv_records(
+    file: str,
+    blocks: Iterator[bytes],
+    required_columns: Collection[str],
+    max_record_lines: int,
+    max_line_bytes: int,
+) -> Iterator[_Item]:
+    """
+    Yield a CSV file's records like :meth:`_CsvParser.records`, clean blocks as :class:`_RowBlock` items.
+
+    The header is read line by line; then each block, cut after its last ``\\n`` (the rest is carried over),
+    goes column-wise while it is clean, and the first block that is not (or an overlong line, the end of the
+    file or a read error) hands the rest of the file over to :meth:`_CsvParser.body` at that block's first line.
+    """
+    header_bytes = _HeaderBytes(blocks)
+    parser = _CsvParser(file, _iter_lines(header_bytes, max_line_bytes), required_columns, max_record_lines)
+    header = parser.read_header()
+    if not isinstance(header, list):
+        yield header
+        return
+    rest = header_bytes.after(parser.line)
+    if rest is None:
+        yield from parser.body(header)
+        return
+    blocks = itertools.chain([rest], blocks)  # the header's last block, from the line after the header
+    tail, line, width, error = b"", parser.line, len(header), None
+    while len(tail) <= max_line_bytes:
+        try:
+            block = next(blocks, None)
+        except _FileDataError as exc:
+            error = exc
+            break
+        if block is None:
+            break
+        data = tail + block if tail else block
+        end = data.rfind(b"\n")
+        if end < 0:
+            tail = data
+            continue
+        columns = _clean_columns(data[:end], width, max_line_bytes)
+        if columns is None:
+            tail = data
+            break
+        size, tail = len(columns[0]), data[end + 1 :]
+        yield _RowBlock(dict(zip(header, columns, strict=True)), line + 1, size), line + size
+        line += size
+    lines = _iter_lines(_rest_of_blocks(tail, blocks, error), max_line_bytes)
+    yield from _CsvParser(file, lines, required_columns, max_record_lines, line).body(header)
 
 
 # ---------------------------------------------------------------------------------------- JSON Lines
@@ -627,11 +803,32 @@ class _CollectorPause:
         self._restore = False
 
 
+def _chunk_rows(file: str, pieces: list[tuple[_RowBlock, int, int]], rows: list[SourceRow]) -> Sequence[SourceRow]:
+    """
+    A chunk's rows: the column-wise pieces (``(block, start, stop)`` row ranges) as one :class:`ColumnarRows`,
+    as a plain list when row-path rows follow them.
+    """
+    if not pieces:
+        return rows
+    block, start, stop = pieces[0]
+    if len(pieces) == 1 and start == 0 and stop == block.size:
+        columns = block.columns
+    else:
+        columns = {name: [] for name in block.columns}
+        for block, start, stop in pieces:
+            for values, more in zip(columns.values(), block.columns.values(), strict=True):
+                values += more[start:stop]
+    lines = [line for block, start, stop in pieces for line in range(block.first_line + start, block.first_line + stop)]
+    columnar = ColumnarRows(file, columns, lines)
+    return [*columnar, *rows] if rows else columnar
+
+
 def _chunks(
     file: str, items: Iterator[_Item], chunk_size: int, start_after_line: int, start_after_chunk: int | None
 ) -> Iterator[ExtractChunk]:
     """Cut records into chunks of ``chunk_size``, skipping what a resume position says was acknowledged."""
     index = 0
+    pieces: list[tuple[_RowBlock, int, int]] = []  # column-wise rows of the chunk; they precede all of ``rows``
     rows: list[SourceRow] = []
     errors: list[ExtractError] = []
     count = 0
@@ -641,7 +838,16 @@ def _chunks(
     def chunk(final: bool) -> ExtractChunk | None:
         if not emit or (start_after_line > 0 and last_line <= start_after_line):
             return None
-        return ExtractChunk(file, index, rows, errors, last_line, final)
+        return ExtractChunk(file, index, _chunk_rows(file, pieces, rows), errors, last_line, final)
+
+    def cut() -> ExtractChunk | None:
+        """End the current (full) chunk: the chunk to hand out, if it is not skipped."""
+        nonlocal index, pieces, rows, errors, count, emit
+        ready = chunk(final=False)
+        index += 1
+        pieces, rows, errors, count = [], [], [], 0
+        emit = start_after_chunk is None or index > start_after_chunk
+        return ready
 
     collector = _CollectorPause()
     collector.pause()
@@ -650,15 +856,26 @@ def _chunks(
             if item is None:  # end of input: trailing blank lines belong to the last chunk
                 last_line = end_line
                 continue
-            if count == chunk_size:
-                ready = chunk(final=False)
-                if ready is not None:
-                    collector.resume()
-                    yield ready
-                    collector.pause()
-                index += 1
-                rows, errors, count = [], [], 0
-                emit = start_after_chunk is None or index > start_after_chunk
+            if isinstance(item, _RowBlock):
+                block = item
+                done = 0
+                while done < block.size:
+                    if count == chunk_size and (ready := cut()) is not None:
+                        collector.resume()
+                        yield ready
+                        collector.pause()
+                    stop = min(done + chunk_size - count, block.size)
+                    start = max(done, start_after_line - block.first_line + 1)  # rows at lines <= start_after_line
+                    if emit and start < stop:
+                        pieces.append((block, start, stop))
+                    count += stop - done
+                    done = stop
+                    last_line = block.first_line + stop - 1
+                continue
+            if count == chunk_size and (ready := cut()) is not None:
+                collector.resume()
+                yield ready
+                collector.pause()
             line = item.line
             if emit and (start_after_line <= 0 or line is None or line > start_after_line):
                 if isinstance(item, SourceRow):
@@ -703,7 +920,11 @@ def _open_items(
     if file_format == "parquet":
         yield from _parquet_records(file, stream, gzipped, chunk_size, required_columns)
         return
-    lines = _iter_lines(_iter_blocks(stream, gzipped), max_line_bytes)
+    blocks = _iter_blocks(stream, gzipped)
+    if file_format == "csv" and _COLUMNAR:
+        yield from _csv_records(file, blocks, required_columns, max_record_lines, max_line_bytes)
+        return
+    lines = _iter_lines(blocks, max_line_bytes)
     if file_format == "csv":
         yield from _CsvParser(file, lines, required_columns, max_record_lines).records()
     else:

@@ -12,9 +12,11 @@ truncated gzip stream), the ``detail`` names the last line that was read complet
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, NamedTuple
+from itertools import repeat
+from typing import Any, NamedTuple, overload
 
 #: Longest ``raw`` excerpt kept on an :class:`ExtractError`; longer text is cut and marked with ``…``.
 MAX_RAW_CHARS = 2_000
@@ -98,6 +100,58 @@ class ExtractError(NamedTuple):
         return self.line is None
 
 
+class ColumnarRows(Sequence[SourceRow]):
+    """
+    CSV rows of one part file held column by column, read as :class:`SourceRow` objects on access.
+
+    The CSV reader's fast path cuts clean blocks of a file into columns instead of one dict per row; the rows
+    are built only when iterated or indexed, and are equal to what the line-by-line path gives. It compares
+    equal to any sequence of the same rows, a plain ``list`` included.
+
+    :param file: the part file's URL, the ``file`` of every row.
+    :param columns: column name to the column's values, one per row, in header order (the key order of each
+        row's ``values``); a value is the field's text, ``None`` for an empty field.
+    :param lines: the 1-based physical line of each row, as many as each column has values.
+    """
+
+    __slots__ = ("columns", "file", "lines")
+
+    def __init__(self, file: str, columns: dict[str, list[str | None]], lines: list[int]) -> None:
+        self.file = file
+        self.columns = columns
+        self.lines = lines
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __iter__(self) -> Iterator[SourceRow]:
+        # map() all the way down: no Python frame per row beyond SourceRow's own constructor.
+        values = map(dict, map(zip, repeat(list(self.columns)), zip(*self.columns.values(), strict=True)))
+        return map(SourceRow, values, repeat(self.file), self.lines)
+
+    @overload
+    def __getitem__(self, index: int) -> SourceRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SourceRow]: ...
+
+    def __getitem__(self, index: int | slice) -> SourceRow | list[SourceRow]:
+        if isinstance(index, slice):
+            return [self[position] for position in range(*index.indices(len(self)))]
+        line = self.lines[index]
+        return SourceRow({name: values[index] for name, values in self.columns.items()}, self.file, line)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(row == theirs for row, theirs in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable and compared by content, like a list
+
+    def __repr__(self) -> str:
+        return f"ColumnarRows(file={self.file!r}, columns={list(self.columns)!r}, rows={len(self)})"
+
+
 @dataclass(frozen=True)
 class ExtractChunk:
     """
@@ -109,7 +163,8 @@ class ExtractChunk:
 
     :param file: the part file's URL.
     :param index: 0-based ordinal of the chunk within the file.
-    :param rows: the records read, in file order.
+    :param rows: the rows read, in file order: a ``list``, or a :class:`ColumnarRows` when every row of the
+        chunk came from the CSV reader's column-wise fast path (see :mod:`airflow_provider_capillary.extracts.readers`).
     :param errors: row-level errors for records of this chunk, in file order, then any file-level error
         (only ever on the file's last chunk).
     :param last_line: the last physical line this chunk consumed; pass ``(file, last_line)`` as the
@@ -119,7 +174,7 @@ class ExtractChunk:
 
     file: str
     index: int
-    rows: list[SourceRow]
+    rows: Sequence[SourceRow]
     errors: list[ExtractError]
     last_line: int
     final: bool = False
