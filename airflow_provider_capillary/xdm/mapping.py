@@ -61,6 +61,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
+from airflow_provider_capillary.extracts.records import ColumnarRows
 from airflow_provider_capillary.xdm.dedupe import DigestIndex
 from airflow_provider_capillary.xdm.identity import (
     IdentityNamespaces,
@@ -555,17 +556,17 @@ _UNPARSED = object()
 
 
 class _TableRow:
-    """One row of a column-wise chunk (``ColumnarRows``), materialised only when its values are read."""
+    """One row of a column-wise chunk (:class:`ColumnarRows`), materialised only when its values are read."""
 
     __slots__ = ("_index", "_rows", "_values")
 
-    def __init__(self, rows: Sequence[RowLike], index: int) -> None:
+    def __init__(self, rows: ColumnarRows, index: int) -> None:
         self._rows = rows
         self._index = index
-        self._values: Mapping[str, Any] | None = None
+        self._values: dict[str, Any] | None = None
 
     @property
-    def values(self) -> Mapping[str, Any]:
+    def values(self) -> dict[str, Any]:
         """The row's values, as the reader gives them."""
         if self._values is None:
             self._values = self._rows[self._index].values
@@ -574,30 +575,37 @@ class _TableRow:
     @property
     def file(self) -> str:
         """The file the row was read from."""
-        return self._rows[self._index].file
+        return self._rows.file
 
     @property
     def line(self) -> int:
         """The row's line in that file."""
-        return self._rows[self._index].line
+        return self._rows.lines[self._index]
 
 
 class _LazyValues(Mapping[str, Any]):
     """A table row's values as the read-only mapping a ``build`` hook receives, materialised on first use."""
 
-    __slots__ = ("_row",)
+    __slots__ = ("_index", "_rows", "_values")
 
-    def __init__(self, row: _TableRow) -> None:
-        self._row = row
+    def __init__(self, rows: ColumnarRows, index: int) -> None:
+        self._rows = rows
+        self._index = index
+        self._values: dict[str, Any] | None = None
+
+    def _materialise(self) -> dict[str, Any]:
+        if self._values is None:
+            self._values = self._rows[self._index].values
+        return self._values
 
     def __getitem__(self, key: str) -> Any:
-        return self._row.values[key]
+        return self._materialise()[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._row.values)
+        return iter(self._materialise())
 
     def __len__(self) -> int:
-        return len(self._row.values)
+        return len(self._materialise())
 
 
 _CONTENT_DIGEST_SIZE = 8
@@ -802,12 +810,11 @@ class Mapper:
         """
         size = len(rows)
         bad = bytearray(size)
-        table = getattr(rows, "columns", None)
-        if type(table) is dict:
+        table = rows if isinstance(rows, ColumnarRows) else None
+        if table is not None:
             absent: list[Any] = [None] * size
-            raws = [table.get(column.name, absent) for column in self._columns]
+            raws = [table.columns.get(column.name, absent) for column in self._columns]
         else:
-            table = None
             values = [row.values for row in rows]
             for index, row_values in enumerate(values):
                 if type(row_values) is not dict:
@@ -815,25 +822,50 @@ class Mapper:
                     values[index] = {}
             raws = [[row_values.get(column.name) for row_values in values] for column in self._columns]
         columns = [self._parse_column(column, raw, bad) for column, raw in zip(self._columns, raws, strict=True)]
-        map_one, accept, assemble, dumps = self._map_one, self._accept, self._assemble, orjson.dumps
+        # Build every row that parsed, then serialise and validate them all, then settle the rows in order.
+        entities: list[dict[str, Any] | None] = [None] * size
+        keys: list[bytes] = [b""] * size
+        versions = [0] * size
+        assemble = self._assemble
         for index, item in enumerate(self._assemble_rows(size, bad, columns)):
-            self._seq += 1
-            row: RowLike = rows[index] if table is None else _TableRow(rows, index)
             if item is None:
-                map_one(row, chunk)
                 continue
             try:
-                entity, key, version_us = assemble(
-                    item[0],
-                    item[1],
-                    row.values if table is None else _LazyValues(row),  # type: ignore[arg-type]
+                entities[index], keys[index], versions[index] = assemble(
+                    item[0], item[1], rows[index].values if table is None else _LazyValues(table, index)
                 )
-                body = dumps(entity)
             except Exception:  # the row path builds the same entity, or names the failure
+                continue
+        built = [entity for entity in entities if entity is not None]
+        try:
+            bodies: list[bytes | None] = list(map(orjson.dumps, built))
+        except orjson.JSONEncodeError:  # a value JSON cannot hold: those rows go the row path, which says why
+            bodies = [self._dumps_or_none(entity) for entity in built]
+        is_valid = self._is_valid
+        valid = [True] * len(built) if is_valid is None else list(map(is_valid, built))
+        map_one, accept = self._map_one, self._accept
+        position = 0
+        for index, entity in enumerate(entities):
+            self._seq += 1
+            row: RowLike = rows[index] if table is None else _TableRow(table, index)
+            if entity is None:
                 map_one(row, chunk)
                 continue
-            accept(entity, key, version_us, body, row, chunk)
+            body = bodies[position]
+            ok = valid[position]
+            position += 1
+            if body is None:
+                map_one(row, chunk)
+                continue
+            accept(entity, keys[index], versions[index], body, row, chunk, ok)
         chunk.rows += size
+
+    @staticmethod
+    def _dumps_or_none(entity: dict[str, Any]) -> bytes | None:
+        try:
+            return orjson.dumps(entity)
+        except orjson.JSONEncodeError:
+            return None
 
     def _parse_column(self, column: _CompiledColumn, raw: list[Any], bad: bytearray) -> tuple[list[Any], list[Any]]:
         """Parse one column of a chunk: ``(parsed values, payload values)``, flagging rows in ``bad``.
@@ -846,12 +878,11 @@ class Mapper:
         memo = self._memos[column.memo] if column.memo >= 0 else None
         if memo is not None:
             get = memo.get
-            hits: list[Any] = [get(value) if value.__class__ is str else None for value in raw]
-            for index in [index for index, hit in enumerate(hits) if hit is None]:
+            hits: list[Any] = [
+                _NOTHING if value is None else get(value) if value.__class__ is str else None for value in raw
+            ]
+            for index in [index for index, hit in enumerate(hits) if hit is None] if None in hits else ():
                 value = raw[index]
-                if value is None:
-                    hits[index] = _NOTHING
-                    continue
                 try:
                     if value.__class__ is str and self._memos[column.memo] is not None:
                         hits[index] = self._memo_miss(column.memo, parse, value, name)
@@ -865,17 +896,29 @@ class Mapper:
             payloads = [hit[1] for hit in hits] if column.type is ColumnType.DECIMAL else values
         else:
             if column.type is ColumnType.STRING:
-                values = [(value.strip() or None) if value.__class__ is str else _UNPARSED for value in raw]
+                values = [
+                    None if value is None else (value.strip() or None) if value.__class__ is str else _UNPARSED
+                    for value in raw
+                ]
             elif column.type is ColumnType.ID:
                 values = [
-                    value if value.__class__ is str and value.isdigit() and value.isascii() else _UNPARSED
+                    None
+                    if value is None
+                    else value
+                    if value.__class__ is str and value.isdigit() and value.isascii()
+                    else _UNPARSED
                     for value in raw
                 ]
             elif column.type is ColumnType.DATETIME:  # the shapes parse_datetime reads without its general path
-                values = [(utc_text(value) or _UNPARSED) if value.__class__ is str else _UNPARSED for value in raw]
+                values = [
+                    None if value is None else (utc_text(value) or _UNPARSED) if value.__class__ is str else _UNPARSED
+                    for value in raw
+                ]
             elif column.type is ColumnType.PHONE:  # international digits without punctuation: "+" and the digits
                 values = [
-                    "+" + value
+                    None
+                    if value is None
+                    else "+" + value
                     if value.__class__ is str
                     and value.isdigit()
                     and value.isascii()
@@ -885,12 +928,11 @@ class Mapper:
                     for value in raw
                 ]
             else:
-                values = [_UNPARSED] * len(raw)
-            for index in [index for index, value in enumerate(values) if value is _UNPARSED]:
+                values = [None if value is None else _UNPARSED for value in raw]
+            for index in (
+                [index for index, value in enumerate(values) if value is _UNPARSED] if _UNPARSED in values else ()
+            ):
                 value = raw[index]
-                if value is None:
-                    values[index] = None
-                    continue
                 try:
                     values[index] = parse(value, name)
                 except Exception:
@@ -922,9 +964,16 @@ class Mapper:
         self._accept(entity, key, version_us, body, row, chunk)
 
     def _accept(
-        self, entity: dict[str, Any], key: bytes, version_us: int, body: bytes, row: RowLike, chunk: MappedChunk
+        self,
+        entity: dict[str, Any],
+        key: bytes,
+        version_us: int,
+        body: bytes,
+        row: RowLike,
+        chunk: MappedChunk,
+        valid: bool | None = None,
     ) -> None:
-        """De-duplicate, validate and keep (or hold) a built entity."""
+        """De-duplicate, validate (unless ``valid`` already says) and keep (or hold) a built entity."""
         digest = content_digest(body)
         if self._time_series:
             seen = self._seen.get(key)
@@ -942,8 +991,9 @@ class Mapper:
                         entity,
                     )
                 return
-        is_valid = self._is_valid
-        if (is_valid is not None and not is_valid(entity)) or len(body) > self._max_record_bytes:
+        if valid is None:
+            valid = self._is_valid is None or self._is_valid(entity)
+        if not valid or len(body) > self._max_record_bytes:
             self._dead_invalid(entity, body, row, chunk)
             return
         if self._time_series:
