@@ -75,6 +75,7 @@ from airflow_provider_capillary.xdm.record_types import get_record_type
 from airflow_provider_capillary.xdm.record_types.base import TENANT, Behavior, BuildContext, ColumnType
 from airflow_provider_capillary.xdm.validation import MAX_STREAMING_RECORD_BYTES, check_record_size
 from airflow_provider_capillary.xdm.values import (
+    MAX_SIGNIFICANT_DIGITS,
     FieldError,
     epoch_us,
     orjson_safe,
@@ -822,131 +823,125 @@ class Mapper:
                     values[index] = {}
             raws = [[row_values.get(column.name) for row_values in values] for column in self._columns]
         columns = [self._parse_column(column, raw, bad) for column, raw in zip(self._columns, raws, strict=True)]
-        # Build every row that parsed, then serialise and validate them all, then settle the rows in order.
-        entities: list[dict[str, Any] | None] = [None] * size
-        keys: list[bytes] = [b""] * size
-        versions = [0] * size
         assemble = self._assemble
-        for index, item in enumerate(self._assemble_rows(size, bad, columns)):
-            if item is None:
-                continue
-            try:
-                entities[index], keys[index], versions[index] = assemble(
-                    item[0], item[1], rows[index].values if table is None else _LazyValues(table, index)
-                )
-            except Exception:  # the row path builds the same entity, or names the failure
-                continue
-        built = [entity for entity in entities if entity is not None]
-        try:
-            bodies: list[bytes | None] = list(map(orjson.dumps, built))
-        except orjson.JSONEncodeError:  # a value JSON cannot hold: those rows go the row path, which says why
-            bodies = [self._dumps_or_none(entity) for entity in built]
+        map_one, accept, dumps = self._map_one, self._accept, orjson.dumps
         is_valid = self._is_valid
-        valid = [True] * len(built) if is_valid is None else list(map(is_valid, built))
-        map_one, accept = self._map_one, self._accept
-        position = 0
-        for index, entity in enumerate(entities):
+        for index, item in enumerate(self._assemble_rows(size, bad, columns)):
             self._seq += 1
             row: RowLike = rows[index] if table is None else _TableRow(table, index)
-            if entity is None:
+            if item is None:
                 map_one(row, chunk)
                 continue
-            body = bodies[position]
-            ok = valid[position]
-            position += 1
-            if body is None:
+            try:
+                entity, key, version = assemble(
+                    item[0], item[1], rows[index].values if table is None else _LazyValues(table, index)
+                )
+                body = dumps(entity)
+            except Exception:  # the row path builds the same entity, or names the failure
                 map_one(row, chunk)
                 continue
-            accept(entity, keys[index], versions[index], body, row, chunk, ok)
+            accept(entity, key, version, body, row, chunk, is_valid is None or is_valid(entity))
         chunk.rows += size
-
-    @staticmethod
-    def _dumps_or_none(entity: dict[str, Any]) -> bytes | None:
-        try:
-            return orjson.dumps(entity)
-        except orjson.JSONEncodeError:
-            return None
 
     def _parse_column(self, column: _CompiledColumn, raw: list[Any], bad: bytearray) -> tuple[list[Any], list[Any]]:
         """Parse one column of a chunk: ``(parsed values, payload values)``, flagging rows in ``bad``.
 
-        A value is parsed exactly as the row parser does (same parse functions and memos); a value that fails,
-        or a missing value of a required column, only flags its row (the row path reports it). Payload values
-        differ from parsed values only for ``DECIMAL`` columns (JSON numbers instead of ``Decimal``).
+        A value gives exactly what the row parser gives (same memos, and :meth:`_parse_values` for the values
+        the memo does not hold); a value that fails, or a missing value of a required column, only flags its
+        row (the row path reports it). Payload values differ from parsed values only for ``DECIMAL`` columns
+        (JSON numbers instead of ``Decimal``).
         """
-        name, parse = column.name, column.parse
         memo = self._memos[column.memo] if column.memo >= 0 else None
-        if memo is not None:
+        if memo is None:
+            values, payloads = self._parse_values(column, raw, bad)
+        else:
             get = memo.get
             hits: list[Any] = [
                 _NOTHING if value is None else get(value) if value.__class__ is str else None for value in raw
             ]
-            for index in [index for index, hit in enumerate(hits) if hit is None] if None in hits else ():
-                value = raw[index]
-                try:
-                    if value.__class__ is str and self._memos[column.memo] is not None:
-                        hits[index] = self._memo_miss(column.memo, parse, value, name)
-                    else:
-                        parsed = parse(value, name)
-                        hits[index] = (parsed, to_json_number(parsed) if isinstance(parsed, Decimal) else parsed)
-                except Exception:
-                    bad[index] = 1
-                    hits[index] = _NOTHING
+            if None in hits:
+                missing = [index for index, hit in enumerate(hits) if hit is None]
+                failed = bytearray(len(missing))
+                fresh, fresh_payloads = self._parse_values(column, [raw[index] for index in missing], failed)
+                for index, value, payload, failure in zip(missing, fresh, fresh_payloads, failed, strict=True):
+                    hits[index] = (value, payload)
+                    if failure:
+                        bad[index] = 1
+                    elif raw[index].__class__ is str:
+                        self._remember(column.memo, raw[index], hits[index])
             values = [hit[0] for hit in hits]
             payloads = [hit[1] for hit in hits] if column.type is ColumnType.DECIMAL else values
-        else:
-            if column.type is ColumnType.STRING:
-                values = [
-                    None if value is None else (value.strip() or None) if value.__class__ is str else _UNPARSED
-                    for value in raw
-                ]
-            elif column.type is ColumnType.ID:
-                values = [
-                    None
-                    if value is None
-                    else value
-                    if value.__class__ is str and value.isdigit() and value.isascii()
-                    else _UNPARSED
-                    for value in raw
-                ]
-            elif column.type is ColumnType.DATETIME:  # the shapes parse_datetime reads without its general path
-                values = [
-                    None if value is None else (utc_text(value) or _UNPARSED) if value.__class__ is str else _UNPARSED
-                    for value in raw
-                ]
-            elif column.type is ColumnType.PHONE:  # international digits without punctuation: "+" and the digits
-                values = [
-                    None
-                    if value is None
-                    else "+" + value
-                    if value.__class__ is str
-                    and value.isdigit()
-                    and value.isascii()
-                    and 8 <= len(value) <= 15
-                    and value[0] != "0"
-                    else _UNPARSED
-                    for value in raw
-                ]
-            else:
-                values = [None if value is None else _UNPARSED for value in raw]
-            for index in (
-                [index for index, value in enumerate(values) if value is _UNPARSED] if _UNPARSED in values else ()
-            ):
-                value = raw[index]
-                try:
-                    values[index] = parse(value, name)
-                except Exception:
-                    bad[index] = 1
-                    values[index] = None
-            payloads = (
-                [to_json_number(value) if isinstance(value, Decimal) else value for value in values]
-                if column.type is ColumnType.DECIMAL
-                else values
-            )
         if column.required and None in values:
             for index in [index for index, value in enumerate(values) if value is None]:
                 bad[index] = 1
         return values, payloads
+
+    def _parse_values(self, column: _CompiledColumn, raw: list[Any], bad: bytearray) -> tuple[list[Any], list[Any]]:
+        """Parse values of one column without memo: ``(parsed values, payload values)``, flagging ``bad`` rows.
+
+        The common well-formed texts of a type are parsed by one list comprehension each (the result the
+        column's parse function gives them, e.g. ``parse_datetime`` through :func:`utc_text`); anything else
+        goes through the parse function itself. A failing value is ``None`` and flagged.
+        """
+        kind = column.type
+        values: list[Any]
+        if kind is ColumnType.STRING:
+            values = [
+                None if value is None else (value.strip() or None) if value.__class__ is str else _UNPARSED
+                for value in raw
+            ]
+        elif kind is ColumnType.ID:
+            values = [
+                None
+                if value is None
+                else value
+                if value.__class__ is str and value.isdigit() and value.isascii()
+                else _UNPARSED
+                for value in raw
+            ]
+        elif kind is ColumnType.DATETIME:  # the shapes parse_datetime reads without its general path
+            values = [
+                None if value is None else (utc_text(value) or _UNPARSED) if value.__class__ is str else _UNPARSED
+                for value in raw
+            ]
+        elif kind is ColumnType.DECIMAL:  # [-]digits[.digits], at most 15 characters: parse_decimal's Decimal(text)
+            values = [
+                None
+                if value is None
+                else Decimal(value)
+                if value.__class__ is str
+                and len(value) <= MAX_SIGNIFICANT_DIGITS
+                and value.isascii()
+                and (value[1:] if value[:1] == "-" else value).replace(".", "", 1).isdigit()
+                else _UNPARSED
+                for value in raw
+            ]
+        elif kind is ColumnType.PHONE:  # international digits without punctuation: "+" and the digits
+            values = [
+                None
+                if value is None
+                else "+" + value
+                if value.__class__ is str
+                and value.isdigit()
+                and value.isascii()
+                and 8 <= len(value) <= 15
+                and value[0] != "0"
+                else _UNPARSED
+                for value in raw
+            ]
+        else:
+            values = [None if value is None else _UNPARSED for value in raw]
+        if _UNPARSED in values:
+            name, parse = column.name, column.parse
+            for index in [index for index, value in enumerate(values) if value is _UNPARSED]:
+                try:
+                    values[index] = parse(raw[index], name)
+                except Exception:
+                    bad[index] = 1
+                    values[index] = None
+        if kind is not ColumnType.DECIMAL:
+            return values, values
+        return values, [None if value is None else to_json_number(value) for value in values]
 
     def _map_one(self, row: RowLike, chunk: MappedChunk) -> None:
         try:
@@ -1085,13 +1080,17 @@ class Mapper:
         """Parse a string memo ``index`` does not hold yet, remember it, return ``(value, payload value)``."""
         value = parse(raw, name)
         hit = (value, to_json_number(value) if isinstance(value, Decimal) else value)
+        self._remember(index, raw, hit)
+        return hit
+
+    def _remember(self, index: int, raw: str, hit: tuple[Any, Any]) -> None:
+        """Keep a parse result in memo ``index`` (refreshing the memo when it is full)."""
         memo = self._memos[index]
         if memo is not None:
             if len(memo) >= _MEMO_LIMIT:
                 self._refresh_memo(index)
             else:
                 memo[raw] = hit
-        return hit
 
     def _refresh_memo(self, index: int) -> None:
         """Empty a full memo, or drop it when it filled up too fast to be worth keeping (see ``_MEMOISED``)."""
