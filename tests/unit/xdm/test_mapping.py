@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from xdm_support import Row
 
+from airflow_provider_capillary.extracts.records import ColumnarRows
 from airflow_provider_capillary.xdm.identity import IdentityNamespaces
 from airflow_provider_capillary.xdm.mapping import (
     DeadLetter,
@@ -1068,3 +1069,52 @@ def test_the_chunk_wise_column_parse_agrees_with_each_columns_parse_function(
                     assert (values[index], bad[index]) == (outcome[1], 0)
                     expected = to_json_number(outcome[1]) if isinstance(outcome[1], Decimal) else outcome[1]
                     assert payloads[index] == expected and type(payloads[index]) is type(expected)
+
+
+def _as_text(values: dict[str, Any]) -> dict[str, str | None]:
+    """Row values as a CSV reader gives them: text, or ``None`` for an empty field."""
+    return {name: None if value is None else str(value) or None for name, value in values.items()}
+
+
+def _columnar(rows: list[Row]) -> ColumnarRows:
+    names = list(dict.fromkeys(name for row in rows for name in row.values))
+    columns = {name: [row.values.get(name) for row in rows] for name in names}
+    return ColumnarRows(rows[0].file, columns, [row.line for row in rows])
+
+
+@pytest.mark.parametrize("record_type", ["customer", "transaction", "loyalty_event"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_column_wise_chunks_map_like_their_rows(
+    record_type: str, data: st.DataObject, validators: dict[str, Validator]
+) -> None:
+    # What the CSV reader's fast path hands over (ColumnarRows) maps exactly like the same rows one by one:
+    # records (their rows read back lazily), dead letters with the row's values, counts.
+    columns = [column.name for column in get_record_type(record_type).columns]
+    values = data.draw(st.lists(_row_strategy(record_type), min_size=1, max_size=10))
+    rows = [Row(_as_text({name: v.get(name) for name in columns}), "part-0000.csv", 0) for v in values]
+    rows += data.draw(st.lists(st.sampled_from(rows), max_size=3))
+    rows = [row._replace(line=line) for line, row in enumerate(rows, start=2)]
+    options = data.draw(st.sampled_from(_OPTION_VARIANTS))
+    expected = _everything(Mapper(record_type, options, validator=validators[record_type]), [rows], _row_by_row)
+    mapper = Mapper(record_type, options, validator=validators[record_type])
+    assert _everything(mapper, [_columnar(rows)], Mapper.map_chunk) == expected
+    assert mapper.counts.balanced
+
+
+def test_a_column_wise_chunk_reads_only_the_rows_it_must(sample_rows: dict[str, list[Row]]) -> None:
+    rows = [row._replace(values=_as_text(row.values)) for row in sample_rows["loyalty_event"]]
+    table = _columnar(rows)
+    read: list[int] = []
+
+    class Spy(ColumnarRows):
+        def __getitem__(self, index: Any) -> Any:
+            read.append(index)
+            return super().__getitem__(index)
+
+    chunk = Mapper("loyalty_event", OPTIONS).map_chunk(Spy(table.file, table.columns, table.lines))
+    assert chunk.records and chunk.dead_letters
+    assert len(set(read)) == len(chunk.dead_letters)  # the rows of dead letters, not those of records
+    assert [record.row.values for record in chunk.records] == [
+        row.values for row in rows if row.line in {record.row.line for record in chunk.records}
+    ]
