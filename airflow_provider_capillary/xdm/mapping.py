@@ -57,6 +57,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from hashlib import sha256
+from itertools import repeat
+from operator import is_not, itemgetter
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
@@ -549,6 +551,29 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+#: Most shapes (combinations of the columns a row has values in) a :class:`Mapper` generates builders for; rows of
+#: further shapes are mapped by the row path.
+_MAX_SHAPES = 256
+
+#: Rows the column-wise fast path builds, serialises and validates at a time (see ``Mapper._build_by_shape``).
+_SLICE_ROWS = 256
+
+
+class _Var(str):
+    """A placeholder in an entity template: the name of the variable that holds the value."""
+
+
+def _display(template: Any) -> str:
+    """The Python dict display of an entity template (placeholders become their variable names)."""
+    if isinstance(template, _Var):
+        return str(template)
+    if isinstance(template, dict):
+        return "{" + ", ".join(f"{key!r}: {_display(value)}" for key, value in template.items()) + "}"
+    if isinstance(template, list):
+        return "[" + ", ".join(_display(value) for value in template) + "]"
+    return repr(template)
+
+
 #: Entity members the engine writes itself (no column may target them).
 _ENTITY_KEYS = frozenset({"_id", "timestamp", "identityMap"})
 _NOTHING = (None, None)
@@ -692,6 +717,23 @@ class Mapper:
         org_id = options.org_id
         self._org_prefix = None if org_id is None else id_prefix(org_id, self.record_type.name)
         self._time_series = self.record_type.behavior is Behavior.TIME_SERIES
+        self._attach_order = attach_order
+        #: Built-entity generators of the column-wise fast path by shape (which values a row has), or ``None``
+        #: when the fast path does not apply: see :meth:`_build_by_shape`.
+        self._shape_builders: dict[tuple[int, ...], Callable[..., list[dict[str, Any]]]] | None = None
+        constant_prefix = org_id is not None or "org_id" not in self.record_type.column_names
+        if (
+            self.record_type.chunk_rules is not None
+            and self._time_series
+            and self._clear_namespaces is not None
+            and constant_prefix
+        ):
+            self._shape_builders = {}
+        self._shape_positions = tuple(
+            position
+            for position, column in enumerate(self._columns)
+            if column.slots or column.name in ("email", "mobile")
+        )
         self._seen = DigestIndex(_CONTENT_DIGEST_SIZE if self._time_series else _VERSION.size, spill_dir=spill_dir)
         self._spill: IO[bytes] | None = None
         self._seq = 0
@@ -823,25 +865,181 @@ class Mapper:
                     values[index] = {}
             raws = [[row_values.get(column.name) for row_values in values] for column in self._columns]
         columns = [self._parse_column(column, raw, bad) for column, raw in zip(self._columns, raws, strict=True)]
-        assemble = self._assemble
         map_one, accept, dumps = self._map_one, self._accept, orjson.dumps
         is_valid = self._is_valid
-        for index, item in enumerate(self._assemble_rows(size, bad, columns)):
-            self._seq += 1
-            row: RowLike = rows[index] if table is None else _TableRow(table, index)
-            if item is None:
-                map_one(row, chunk)
-                continue
-            try:
-                entity, key, version = assemble(
-                    item[0], item[1], rows[index].values if table is None else _LazyValues(table, index)
-                )
-                body = dumps(entity)
-            except Exception:  # the row path builds the same entity, or names the failure
-                map_one(row, chunk)
-                continue
-            accept(entity, key, version, body, row, chunk, is_valid is None or is_valid(entity))
+        if self._shape_builders is not None:
+            shapes, digests, added = self._prepare_shapes(bad, columns)
+            seen_get, seen_add, keep = self._seen.get, self._seen.add, chunk.records.append
+            max_bytes = self._max_record_bytes
+            for start in range(0, size, _SLICE_ROWS):
+                stop = min(start + _SLICE_ROWS, size)
+                entities = self._build_by_shape(start, stop, bad, columns, shapes, digests, added)
+                for index, entity in enumerate(entities, start):
+                    self._seq += 1
+                    row: RowLike = rows[index] if table is None else _TableRow(table, index)
+                    if entity is None:
+                        map_one(row, chunk)
+                        continue
+                    try:
+                        body = dumps(entity)
+                    except orjson.JSONEncodeError:  # the row path says why
+                        map_one(row, chunk)
+                        continue
+                    key = digests[index][:KEY_DIGEST_SIZE]  # type: ignore[index]
+                    digest = content_digest(body)
+                    if seen_get(key) is None and len(body) <= max_bytes and (is_valid is None or is_valid(entity)):
+                        seen_add(key, digest)  # what _accept does for a new valid event, inline
+                        keep(MappedRecord(entity, row, body))
+                    else:
+                        accept(entity, key, 0, body, row, chunk)
+        else:
+            assemble = self._assemble
+            for index, item in enumerate(self._assemble_rows(size, bad, columns)):
+                self._seq += 1
+                row = rows[index] if table is None else _TableRow(table, index)
+                if item is None:
+                    map_one(row, chunk)
+                    continue
+                try:
+                    entity, key, version = assemble(
+                        item[0], item[1], rows[index].values if table is None else _LazyValues(table, index)
+                    )
+                    body = dumps(entity)
+                except Exception:  # the row path builds the same entity, or names the failure
+                    map_one(row, chunk)
+                    continue
+                accept(entity, key, version, body, row, chunk, is_valid is None or is_valid(entity))
         chunk.rows += size
+
+    def _prepare_shapes(
+        self, bad: bytearray, columns: list[tuple[list[Any], list[Any]]]
+    ) -> tuple[list[tuple[int, ...]], list[bytes | None], list[Mapping[str, Any] | None]]:
+        """The column-wise fast path's preparation of a chunk: ``(shapes, _id digests, build members)`` per row.
+
+        For time-series types with :class:`ChunkRules`, identities in clear text and one org id. A row's
+        *shape* says which of the columns it has a value in; the rows of one shape are built by one generated
+        list comprehension of dict displays (:meth:`_build_by_shape`). A row without ``customer_id`` (identity
+        fallbacks) and a row the type's column-wise ``build`` cannot settle are flagged ``bad``: the row path
+        maps them.
+        """
+        rules = self.record_type.chunk_rules
+        assert rules is not None
+        by_name = {column.name: values for column, (values, _) in zip(self._columns, columns, strict=True)}
+        customers = by_name["customer_id"]
+        if None in customers:
+            for index in [index for index, value in enumerate(customers) if value is None]:
+                bad[index] = 1
+        added = rules.build(by_name, bad, self._context)
+        prefix = self._org_prefix if self._org_prefix is not None else id_prefix("", self.record_type.name)
+        digests: list[bytes | None] = [
+            None if flagged else sha256(prefix + key.encode()).digest()
+            for key, flagged in zip(rules.natural_keys(by_name), bad, strict=True)
+        ]
+        presence = [bytes(map(is_not, columns[position][0], repeat(None))) for position in self._shape_positions]
+        return list(zip(*presence, strict=True)), digests, added
+
+    def _build_by_shape(
+        self,
+        start: int,
+        stop: int,
+        bad: bytearray,
+        columns: list[tuple[list[Any], list[Any]]],
+        shapes: list[tuple[int, ...]],
+        digests: list[bytes | None],
+        added: list[Mapping[str, Any] | None],
+    ) -> list[dict[str, Any] | None]:
+        """Build the entities of rows ``start`` to ``stop`` by shape (``None`` for a row the row path maps).
+
+        A few hundred rows at a time, so that the entities are still in the processor's cache when they are
+        serialised and validated (measured: 3 µs per row less than for a chunk of 5,000 at once). A row of a
+        shape beyond :data:`_MAX_SHAPES` gets no entity here.
+        """
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index in range(start, stop):
+            if not bad[index]:
+                groups.setdefault(shapes[index], []).append(index)
+        entities: list[dict[str, Any] | None] = [None] * (stop - start)
+        builders = self._shape_builders
+        assert builders is not None
+        for shape, indices in groups.items():
+            builder = builders.get(shape)
+            if builder is None:
+                if len(builders) >= _MAX_SHAPES:
+                    continue
+                builder = builders[shape] = self._compile_shape(shape)
+            for index, entity in zip(indices, builder(indices, columns, digests, added), strict=True):
+                entities[index - start] = entity
+        return entities
+
+    def _compile_shape(self, shape: tuple[int, ...]) -> Callable[..., list[dict[str, Any]]]:
+        """Generate the list comprehension that builds the entities of one shape (see :meth:`_prepare_shapes`).
+
+        The dict displays are made by running the row path's nesting (:func:`_tree_lines`) on placeholders, so
+        the entities equal, key order included, what :meth:`_assemble` builds.
+        """
+        present = {position for position, has in zip(self._shape_positions, shape, strict=True) if has}
+        names: list[str] = []
+        sources: list[str] = []
+
+        def use(position: int, payload: bool) -> _Var:
+            name = f"{'y' if payload else 'v'}{position}"
+            if name not in names:
+                names.append(name)
+                sources.append(f"gather(columns[{position}][{1 if payload else 0}])")
+            return _Var(name)
+
+        nodes: list[dict[str, Any] | None] = [None] * len(self._attach_order)
+        for position, column in enumerate(self._columns):
+            if position in present and column.slots:
+                value = use(position, column.type is ColumnType.DECIMAL)
+                for index, key in column.slots:
+                    node = nodes[index]
+                    if node is None:
+                        node = nodes[index] = {}
+                    node[key] = value
+        tree: dict[str, Any] = {}
+        for index, path, last in self._attach_order:
+            node = nodes[index]
+            if node is None:
+                continue
+            target = tree
+            for key in path:
+                target = target.setdefault(key, {})
+            existing = target.get(last)
+            if existing is None:
+                target[last] = node
+            else:
+                existing.update(node)
+        position_of = {column.name: position for position, column in enumerate(self._columns)}
+        namespaces = self._clear_namespaces
+        assert namespaces is not None and self.record_type.timestamp_column is not None
+        identities: dict[str, Any] = {
+            namespaces.customer: [
+                {"id": use(position_of["customer_id"], False), "authenticatedState": "authenticated", "primary": True}
+            ]
+        }
+        for column_name, code in (("email", namespaces.email), ("mobile", namespaces.phone)):
+            if position_of[column_name] in present:
+                identities[code] = [
+                    {"id": use(position_of[column_name], False), "authenticatedState": "ambiguous", "primary": False}
+                ]
+        entity = {
+            "_id": _Var("digest.hex()"),
+            "timestamp": use(position_of[self.record_type.timestamp_column], False),
+            "identityMap": identities,
+            **tree,
+        }
+        display = _display(entity)[:-1] + ", **added}"
+        lines = [
+            "def build(indices, columns, digests, added):",
+            "    gather = itemgetter(*indices) if len(indices) > 1 else lambda values: (values[indices[0]],)",
+            f"    return [{display}",
+            f"            for digest, added, {', '.join(names)} in zip(gather(digests), gather(added), "
+            f"{', '.join(sources)})]",
+        ]
+        namespace: dict[str, Any] = {"itemgetter": itemgetter}
+        exec(compile("\n".join(lines), "<airflow_provider_capillary shape builder>", "exec"), namespace)
+        return namespace["build"]
 
     def _parse_column(self, column: _CompiledColumn, raw: list[Any], bad: bytearray) -> tuple[list[Any], list[Any]]:
         """Parse one column of a chunk: ``(parsed values, payload values)``, flagging rows in ``bad``.

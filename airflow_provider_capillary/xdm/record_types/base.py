@@ -110,6 +110,33 @@ class BuildContext:
 BuildHook = Callable[[Mapping[str, Any], Mapping[str, Any], dict[str, Any], BuildContext], None]
 
 
+#: Column-wise natural keys: ``(parsed values by column, one list per column) -> natural key of each row``.
+ChunkKeys = Callable[[Mapping[str, list[Any]]], list[str]]
+
+#: Column-wise ``build``: ``(parsed values by column, bad-row flags, context) -> for each row, the members the
+#: row's ``build`` adds to the entity``; it flags (``bad[i] = 1``) each row it cannot settle, and returns
+#: ``None`` for it.
+ChunkBuildHook = Callable[[Mapping[str, list[Any]], bytearray, BuildContext], list[Mapping[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class ChunkRules:
+    """The column-wise twin of a record type's ``natural_key`` and ``build``, for the mapping's fast path.
+
+    Optional: a record type without it is mapped row by row. With it, the engine builds a chunk's entities
+    column by column and asks these functions for what is specific to the type. They must agree with the
+    row-wise rules on every row they do not flag (the engine's tests check the three types): the same natural
+    key, and exactly the top-level members ``build`` would add, in the same order. A row flagged bad is mapped
+    by the row-wise rules, which then name its failure.
+
+    :param natural_keys: Natural keys of all rows (any string for a flagged row; it is not used).
+    :param build: Members added by ``build``, per row.
+    """
+
+    natural_keys: ChunkKeys
+    build: ChunkBuildHook
+
+
 @dataclass(frozen=True)
 class SchemaDefinition:
     """The XDM schema a record type needs (consumed by :mod:`airflow_provider_capillary.xdm.schemas`).
@@ -146,6 +173,9 @@ class RecordType:
     :param version_column: Record: the ``DATETIME`` column that orders versions of one natural key.
     :param identity_fallback: Whether a missing ``customer_id`` may fall back to another primary identity
         (``MappingOptions.fallback_primary``). False when ``customer_id`` is the record's natural key.
+    :param chunk_rules: Column-wise twins of ``natural_key`` and ``build`` that let the engine build a chunk's
+        entities column by column (time-series types whose ``build`` only adds top-level members). Default
+        ``None``: rows are built one by one.
     """
 
     name: str
@@ -157,6 +187,7 @@ class RecordType:
     timestamp_column: str | None = None
     version_column: str | None = None
     identity_fallback: bool = True
+    chunk_rules: ChunkRules | None = None
     column_names: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -42,6 +42,7 @@ from airflow_provider_capillary.xdm.record_types.base import (
     EXPERIENCE_EVENT_CLASS,
     Behavior,
     BuildContext,
+    ChunkRules,
     Column,
     ColumnType,
     RecordType,
@@ -224,6 +225,68 @@ def _build(parsed: Mapping[str, Any], raw: Mapping[str, Any], entity: dict[str, 
     entity["loyalty"] = {standard.value: [entry]}
 
 
+def _natural_keys(columns: Mapping[str, list[Any]]) -> list[str]:
+    return [str(event_id) for event_id in columns["event_id"]]
+
+
+_SIGN_OK = {
+    PointsSign.CREDIT: lambda points: points is not None and points >= 0,
+    PointsSign.DEBIT: lambda points: points is not None and points <= 0,
+    PointsSign.SCHEDULED: lambda points: points is not None and points > 0,
+}
+
+
+def _build_chunk(columns: Mapping[str, list[Any]], bad: bytearray, ctx: BuildContext) -> list[Mapping[str, Any] | None]:
+    """Column-wise :func:`_build`: the ``eventType`` and ``loyalty`` members of each row, by event name."""
+    names = columns["event_name"]
+    added: list[Mapping[str, Any] | None] = [None] * len(names)
+    by_name: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        if not bad[index]:
+            by_name.setdefault(name, []).append(index)
+    points, programs = columns["points"], columns["program_id"]
+    for name, rows in by_name.items():
+        spec = EVENTS.get(name)
+        if spec is None:
+            extra = ctx.extra_event_types.get(name)
+            spec = None if extra is None else (extra, PointsSign.NONE, StandardField.NONE)
+        if spec is None:  # unsupported_event_name: the row path says so
+            for index in rows:
+                bad[index] = 1
+            continue
+        event_type, sign, standard = spec
+        if sign is not PointsSign.NONE:
+            sign_ok = _SIGN_OK[sign]
+            for index in [index for index in rows if not sign_ok(points[index])]:
+                bad[index] = 1
+            rows = [index for index in rows if not bad[index]]
+        if standard is StandardField.NONE:
+            for index in rows:
+                added[index] = {"eventType": event_type}
+        elif standard is StandardField.COUPON_REDEMPTION:
+            coupons, series = columns["coupon_code"], columns["coupon_series_id"]
+            for index in rows:
+                if coupons[index] is None:  # missing_required_field:coupon_code
+                    bad[index] = 1
+                    continue
+                redemption: dict[str, Any] = {"id": coupons[index]}
+                if series[index] is not None:
+                    redemption["series"] = series[index]
+                added[index] = {"eventType": event_type, "loyalty": {"couponRedemption": [redemption]}}
+        else:
+            first = columns["transaction_id" if standard is StandardField.POINTS_GAINED else "redemption_id"]
+            bills = columns["bill_number"]
+            for index in rows:
+                entry: dict[str, Any] = {"value": to_json_number(abs(points[index]))}
+                if programs[index] is not None:
+                    entry["loyaltyProgramId"] = programs[index]
+                reference = first[index] or bills[index]
+                if reference is not None:
+                    entry["transactionId"] = reference
+                added[index] = {"eventType": event_type, "loyalty": {standard.value: [entry]}}
+    return added
+
+
 LOYALTY_EVENT = register(
     RecordType(
         name="loyalty_event",
@@ -238,5 +301,6 @@ LOYALTY_EVENT = register(
             tenant_properties=_TENANT_PROPERTIES,
         ),
         timestamp_column="event_time",
+        chunk_rules=ChunkRules(natural_keys=_natural_keys, build=_build_chunk),
     )
 )
