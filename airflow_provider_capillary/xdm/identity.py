@@ -39,7 +39,8 @@ from typing import Any
 
 from airflow_provider_capillary.xdm.values import FieldError
 
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+#: What :func:`normalize_email` accepts (after trimming and lower-casing).
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PHONE_PUNCTUATION = str.maketrans("", "", " \t.-()/")
 _DIGITS_RE = re.compile(r"[0-9]{8,15}")
 
@@ -80,7 +81,7 @@ def normalize_email(value: Any, field: str = "email") -> str | None:
     text = value.strip().lower()
     if not text:
         return None
-    if _EMAIL_RE.fullmatch(text) is None:
+    if EMAIL_PATTERN.fullmatch(text) is None:
         raise FieldError("invalid_email", field, value, "not an e-mail address")
     return text
 

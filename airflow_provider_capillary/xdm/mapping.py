@@ -66,6 +66,7 @@ import orjson
 from airflow_provider_capillary.extracts.records import ColumnarRows
 from airflow_provider_capillary.xdm.dedupe import DigestIndex
 from airflow_provider_capillary.xdm.identity import (
+    EMAIL_PATTERN,
     IdentityNamespaces,
     build_identity_map,
     normalize_email,
@@ -1082,6 +1083,7 @@ class Mapper:
         goes through the parse function itself. A failing value is ``None`` and flagged.
         """
         kind = column.type
+        email_match = EMAIL_PATTERN.fullmatch
         values: list[Any]
         if kind is ColumnType.STRING:
             values = [
@@ -1111,6 +1113,15 @@ class Mapper:
                 and len(value) <= MAX_SIGNIFICANT_DIGITS
                 and value.isascii()
                 and (value[1:] if value[:1] == "-" else value).replace(".", "", 1).isdigit()
+                else _UNPARSED
+                for value in raw
+            ]
+        elif kind is ColumnType.EMAIL:  # normalize_email's trimmed, lower-cased address, when it matches
+            values = [
+                None
+                if value is None
+                else (text if (text := value.strip().lower()) and email_match(text) else _UNPARSED)
+                if value.__class__ is str
                 else _UNPARSED
                 for value in raw
             ]
