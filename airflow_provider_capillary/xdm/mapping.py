@@ -39,15 +39,16 @@ temporary file too and streamed back by :meth:`Mapper.finish`.
 
 Speed: a chunk is mapped column by column (:meth:`Mapper.map_chunk`). Each column is parsed for the whole
 chunk at once, common well-formed values by list comprehensions and repeated values through memos; a row with
-any value that is not plainly valid is set aside. Time-series types that give :class:`~airflow_provider_capillary.xdm.record_types.base.ChunkRules` (e.g.
-``loyalty_event``) then have their entities built by generated list comprehensions of dict displays, one per
-*shape* (the columns a row has values in), a few hundred rows at a time so they are serialised and validated
-while still in the processor's cache; other types by a generated per-row assembler. The rows set aside go
+any value that is not plainly valid is set aside. Time-series types that give
+:class:`~airflow_provider_capillary.xdm.record_types.base.ChunkRules` (e.g. ``loyalty_event``) then have their
+entities built by generated list comprehensions of dict displays, one per *shape* (the columns a row has values
+in), a few hundred rows at a time so they are serialised and validated while still in the processor's cache;
+other types by a generated per-row assembler. The rows set aside go
 through the *row path* (:func:`_compile_parser`, :meth:`Mapper._assemble`), which builds the same entity or
 names the failure exactly: property tests hold the two paths to the same records, dead letters and counts.
 Rows of a column-wise chunk (``ColumnarRows`` from the CSV reader) are only materialised as dicts for dead
 letters and held profile versions. Measured with ``tests/benchmarks/bench_engine.py`` (1M ``loyalty_event``
-rows, rows per CPU-second of map + validate): 32,905 row by row, 52,246 column by column. The cyclic garbage
+rows, rows per CPU-second of map + validate): 32,905 row by row, 53,412 column by column. The cyclic garbage
 collector is paused while a chunk is mapped (and while ``finish`` reads a batch), see :func:`_collector_paused`.
 
 Keys are 128-bit digests, so two different records are never taken for duplicates in practice.
