@@ -416,6 +416,15 @@ _INLINE = {
 }
 
 
+def _slot_lines(slots: tuple[tuple[int, str], ...], payload: str, indent: str) -> list[str]:
+    """Code that writes the expression ``payload`` to a column's slots in the parent objects ``n0, n1, ...``."""
+    lines = []
+    for index, key in slots:
+        node = f"n{index}"
+        lines += [f"{indent}if {node} is None:", f"{indent}    {node} = {{}}", f"{indent}{node}[{key!r}] = {payload}"]
+    return lines
+
+
 def _tree_lines(attach_order: tuple[tuple[int, tuple[str, ...], str], ...], indent: str) -> list[str]:
     """Code that nests the parent objects ``n0, n1, ...`` into ``tree``, shallowest path first.
 
@@ -495,13 +504,7 @@ def _compile_parser(
         lines.append("        if value is None:")
         lines.append(f"            {missing % 'raw'}" if column.required else "            pass")
         lines += ["        else:", f"            parsed[{name}] = value"]
-        for index, key in column.slots:
-            node = f"n{index}"
-            lines += [
-                f"            if {node} is None:",
-                f"                {node} = {{}}",
-                f"            {node}[{key!r}] = payload",
-            ]
+        lines += _slot_lines(column.slots, "payload", "            ")
     lines += _tree_lines(attach_order, "    ")
     lines.append("    return parsed, tree")
     exec(compile("\n".join(lines), "<airflow_provider_capillary column parser>", "exec"), namespace)
@@ -526,13 +529,7 @@ def _compile_assembler(
         lines += [f"        value = p{position}[i]", "        if value is not None:"]
         lines.append(f"            parsed[{column.name!r}] = value")
         payload = f"y{position}[i]" if column.type is ColumnType.DECIMAL else "value"
-        for index, key in column.slots:
-            node = f"n{index}"
-            lines += [
-                f"            if {node} is None:",
-                f"                {node} = {{}}",
-                f"            {node}[{key!r}] = {payload}",
-            ]
+        lines += _slot_lines(column.slots, payload, "            ")
     lines += _tree_lines(attach_order, "        ")
     lines.append("        yield parsed, tree")
     namespace: dict[str, Any] = {}
