@@ -876,6 +876,8 @@ class Mapper:
         is_valid = self._is_valid
         if self._shape_builders is not None:
             shapes, digests, added = self._prepare_shapes(bad, columns)
+            keys = [b"" if digest is None else digest[:KEY_DIGEST_SIZE] for digest in digests]
+            self._seen.prefetch([key for key in keys if key])
             seen_get, seen_add, keep = self._seen.get, self._seen.add, chunk.records.append
             max_bytes = self._max_record_bytes
             for start in range(0, size, _SLICE_ROWS):
@@ -892,7 +894,7 @@ class Mapper:
                     except orjson.JSONEncodeError:  # the row path says why
                         map_one(row, chunk)
                         continue
-                    key = digests[index][:KEY_DIGEST_SIZE]  # type: ignore[index]
+                    key = keys[index]
                     digest = content_digest(body)
                     if seen_get(key) is None and len(body) <= max_bytes and (is_valid is None or is_valid(entity)):
                         seen_add(key, digest)  # what _accept does for a new valid event, inline

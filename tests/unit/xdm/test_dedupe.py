@@ -89,3 +89,54 @@ def test_behaves_like_a_dict(tmp_path_factory, operations, memory_keys):
     assert all(index.get(key) == value for key, value in reference.items())
     assert sorted(index.values()) == sorted(reference.values())
     index.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    operations=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2**64 - 1)), max_size=400),
+    memory_keys=st.integers(1, 50),
+    batch=st.integers(1, 40),
+)
+def test_prefetched_lookups_find_what_plain_lookups_find(tmp_path_factory, operations, memory_keys, batch):
+    # Keys are prefetched a batch ahead, as the mapper does; spills in the middle of a batch (keys of the batch
+    # added, then written to disk) must not make a prefetched key look absent.
+    index = DigestIndex(8, spill_dir=str(tmp_path_factory.mktemp("index")), memory_keys=memory_keys)
+    reference: dict[bytes, bytes] = {}
+    for start in range(0, len(operations), batch):
+        part = operations[start : start + batch]
+        index.prefetch([_key(number) for number, _ in part])
+        for number, value in part:
+            key = _key(number)
+            assert index.get(key) == reference.get(key)
+            if key not in reference:
+                index.add(key, value.to_bytes(8, "little"))
+                reference[key] = value.to_bytes(8, "little")
+    assert all(index.get(key) == value for key, value in reference.items())
+    index.close()
+
+
+def test_prefetch_rules_out_absent_keys_without_probing(tmp_path, monkeypatch):
+    index = DigestIndex(8, spill_dir=str(tmp_path), memory_keys=8)
+    for number in range(64):
+        index.add(_key(number), bytes(8))
+    absent = [_key(number) for number in range(1000, 1100)]
+    index.prefetch(absent)
+    probes: list[bytes] = []
+    original = index._find_on_disk
+    monkeypatch.setattr(index, "_find_on_disk", lambda key: probes.append(key) or original(key))
+    assert [index.get(key) for key in absent] == [None] * len(absent)
+    assert len(probes) < 5  # Bloom false positives only
+    index.prefetch([_key(3), _key(2000)])
+    assert index.get(_key(3)) == bytes(8)  # a prefetched key on disk is still found
+
+
+def test_a_key_prefetched_as_absent_then_added_and_written_to_disk_is_found(tmp_path):
+    index = DigestIndex(8, spill_dir=str(tmp_path), memory_keys=2)
+    for number in range(4):
+        index.add(_key(number), bytes(8))  # a disk tier (and its Bloom filter) exists
+    key = _key(99)
+    index.prefetch([key, key])  # a key repeated in one batch
+    assert index.get(key) is None
+    index.add(key, b"12345678")
+    index.add(_key(100), bytes(8))  # the recent tier is full: both go to disk
+    assert index.get(key) == b"12345678"
