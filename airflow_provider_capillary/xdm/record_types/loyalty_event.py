@@ -53,7 +53,8 @@ from airflow_provider_capillary.xdm.record_types.base import (
 from airflow_provider_capillary.xdm.values import FieldError, to_json_number
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+    from decimal import Decimal
 
 
 class PointsSign(enum.Enum):
@@ -164,100 +165,107 @@ COLUMNS = (
 )
 
 
-def _check_sign(name: str, sign: PointsSign, parsed: Mapping[str, Any], raw: Mapping[str, Any]) -> None:
-    if sign is PointsSign.NONE:
-        return
-    points = require(parsed, "points")
-    if sign is PointsSign.CREDIT and points < 0:
-        raise FieldError(
-            "negative_points_for_credit_event", "points", raw.get("points"), f"{name} must credit zero or more points"
-        )
-    if sign is PointsSign.DEBIT and points > 0:
-        raise FieldError(
-            "positive_points_for_debit_event",
-            "points",
-            raw.get("points"),
-            f"{name} must debit (zero or negative points)",
-        )
-    if sign is PointsSign.SCHEDULED and points <= 0:
-        raise FieldError(
-            "non_positive_points_for_expiry_reminder",
-            "points",
-            raw.get("points"),
-            f"{name} carries the points scheduled to expire (more than zero)",
-        )
+#: Sign rules: what the points of an event must satisfy, and the dead letter's reason and detail when they do not.
+_SIGN_RULES: Mapping[PointsSign, tuple[Callable[[Decimal], bool], str, str]] = {
+    PointsSign.CREDIT: (
+        lambda points: points >= 0,
+        "negative_points_for_credit_event",
+        "must credit zero or more points",
+    ),
+    PointsSign.DEBIT: (
+        lambda points: points <= 0,
+        "positive_points_for_debit_event",
+        "must debit (zero or negative points)",
+    ),
+    PointsSign.SCHEDULED: (
+        lambda points: points > 0,
+        "non_positive_points_for_expiry_reminder",
+        "carries the points scheduled to expire (more than zero)",
+    ),
+}
+
+#: The column whose value is ``transactionId`` of a standard points entry (``bill_number`` when it is empty).
+_REFERENCE_COLUMN = {StandardField.POINTS_GAINED: "transaction_id", StandardField.POINTS_REDEMPTION: "redemption_id"}
+
+
+def _event_spec(name: str, ctx: BuildContext) -> tuple[str, PointsSign, StandardField] | None:
+    """``(eventType, sign rule, standard field)`` of an event name, ``None`` for an unsupported one."""
+    spec = EVENTS.get(name)
+    if spec is None:
+        extra = ctx.extra_event_types.get(name)
+        return None if extra is None else (extra, PointsSign.NONE, StandardField.NONE)
+    return spec
+
+
+def _points_entry(points: Decimal, program: str | None, reference: str | None) -> dict[str, Any]:
+    """A ``pointsGained`` / ``pointsRedemption`` item."""
+    entry: dict[str, Any] = {"value": to_json_number(abs(points))}
+    if program is not None:
+        entry["loyaltyProgramId"] = program
+    if reference is not None:
+        entry["transactionId"] = reference
+    return entry
+
+
+def _coupon_redemption(code: str, series: str | None) -> dict[str, Any]:
+    """A ``couponRedemption`` item."""
+    redemption: dict[str, Any] = {"id": code}
+    if series is not None:
+        redemption["series"] = series
+    return redemption
 
 
 def _build(parsed: Mapping[str, Any], raw: Mapping[str, Any], entity: dict[str, Any], ctx: BuildContext) -> None:
     name = parsed["event_name"]
-    spec = EVENTS.get(name)
+    spec = _event_spec(name, ctx)
     if spec is None:
-        extra = ctx.extra_event_types.get(name)
-        if extra is None:
-            raise FieldError(
-                "unsupported_event_name",
-                "event_name",
-                name,
-                "not a mapped Capillary event (add it to MappingOptions.extra_event_types to send it)",
-            )
-        spec = (extra, PointsSign.NONE, StandardField.NONE)
+        raise FieldError(
+            "unsupported_event_name",
+            "event_name",
+            name,
+            "not a mapped Capillary event (add it to MappingOptions.extra_event_types to send it)",
+        )
     event_type, sign, standard = spec
-    _check_sign(name, sign, parsed, raw)
+    if sign is not PointsSign.NONE:
+        holds, reason, detail = _SIGN_RULES[sign]
+        if not holds(require(parsed, "points")):
+            raise FieldError(reason, "points", raw.get("points"), f"{name} {detail}")
     entity["eventType"] = event_type
-    if standard is StandardField.NONE:
-        return
     if standard is StandardField.COUPON_REDEMPTION:
-        redemption: dict[str, Any] = {"id": require(parsed, "coupon_code")}
-        if parsed.get("coupon_series_id") is not None:
-            redemption["series"] = parsed["coupon_series_id"]
+        redemption = _coupon_redemption(require(parsed, "coupon_code"), parsed.get("coupon_series_id"))
         entity["loyalty"] = {"couponRedemption": [redemption]}
-        return
-    points = parsed["points"]
-    entry: dict[str, Any] = {"value": to_json_number(abs(points))}
-    if parsed.get("program_id") is not None:
-        entry["loyaltyProgramId"] = parsed["program_id"]
-    if standard is StandardField.POINTS_GAINED:
-        reference = parsed.get("transaction_id") or parsed.get("bill_number")
-    else:
-        reference = parsed.get("redemption_id") or parsed.get("bill_number")
-    if reference is not None:
-        entry["transactionId"] = reference
-    entity["loyalty"] = {standard.value: [entry]}
+    elif standard is not StandardField.NONE:
+        reference = parsed.get(_REFERENCE_COLUMN[standard]) or parsed.get("bill_number")
+        entity["loyalty"] = {standard.value: [_points_entry(parsed["points"], parsed.get("program_id"), reference)]}
 
 
 def _natural_keys(columns: Mapping[str, list[Any]]) -> list[str]:
     return [str(event_id) for event_id in columns["event_id"]]
 
 
-_SIGN_OK = {
-    PointsSign.CREDIT: lambda points: points is not None and points >= 0,
-    PointsSign.DEBIT: lambda points: points is not None and points <= 0,
-    PointsSign.SCHEDULED: lambda points: points is not None and points > 0,
-}
-
-
 def _build_chunk(columns: Mapping[str, list[Any]], bad: bytearray, ctx: BuildContext) -> list[Mapping[str, Any] | None]:
-    """Column-wise :func:`_build`: the ``eventType`` and ``loyalty`` members of each row, by event name."""
+    """Column-wise :func:`_build`: the ``eventType`` and ``loyalty`` members of each row, by event name.
+
+    A row :func:`_build` would reject (unsupported name, points of the wrong sign or missing, a coupon event
+    without ``coupon_code``) is flagged, for the row path to say why.
+    """
     names = columns["event_name"]
     added: list[Mapping[str, Any] | None] = [None] * len(names)
     by_name: dict[str, list[int]] = {}
     for index, name in enumerate(names):
         if not bad[index]:
             by_name.setdefault(name, []).append(index)
-    points, programs = columns["points"], columns["program_id"]
+    points, programs, bills = columns["points"], columns["program_id"], columns["bill_number"]
     for name, rows in by_name.items():
-        spec = EVENTS.get(name)
+        spec = _event_spec(name, ctx)
         if spec is None:
-            extra = ctx.extra_event_types.get(name)
-            spec = None if extra is None else (extra, PointsSign.NONE, StandardField.NONE)
-        if spec is None:  # unsupported_event_name: the row path says so
             for index in rows:
                 bad[index] = 1
             continue
         event_type, sign, standard = spec
         if sign is not PointsSign.NONE:
-            sign_ok = _SIGN_OK[sign]
-            for index in [index for index in rows if not sign_ok(points[index])]:
+            holds = _SIGN_RULES[sign][0]
+            for index in [index for index in rows if points[index] is None or not holds(points[index])]:
                 bad[index] = 1
             rows = [index for index in rows if not bad[index]]
         if standard is StandardField.NONE:
@@ -266,23 +274,15 @@ def _build_chunk(columns: Mapping[str, list[Any]], bad: bytearray, ctx: BuildCon
         elif standard is StandardField.COUPON_REDEMPTION:
             coupons, series = columns["coupon_code"], columns["coupon_series_id"]
             for index in rows:
-                if coupons[index] is None:  # missing_required_field:coupon_code
+                if coupons[index] is None:
                     bad[index] = 1
                     continue
-                redemption: dict[str, Any] = {"id": coupons[index]}
-                if series[index] is not None:
-                    redemption["series"] = series[index]
+                redemption = _coupon_redemption(coupons[index], series[index])
                 added[index] = {"eventType": event_type, "loyalty": {"couponRedemption": [redemption]}}
         else:
-            first = columns["transaction_id" if standard is StandardField.POINTS_GAINED else "redemption_id"]
-            bills = columns["bill_number"]
+            references = columns[_REFERENCE_COLUMN[standard]]
             for index in rows:
-                entry: dict[str, Any] = {"value": to_json_number(abs(points[index]))}
-                if programs[index] is not None:
-                    entry["loyaltyProgramId"] = programs[index]
-                reference = first[index] or bills[index]
-                if reference is not None:
-                    entry["transactionId"] = reference
+                entry = _points_entry(points[index], programs[index], references[index] or bills[index])
                 added[index] = {"eventType": event_type, "loyalty": {standard.value: [entry]}}
     return added
 
