@@ -32,7 +32,16 @@ def record_digest(org_id: str, record_type: str, natural_key: str) -> bytes:
     :param record_type: Registered record type name, e.g. ``transaction``.
     :param natural_key: The record's natural key.
     """
-    return sha256(id_prefix(org_id, record_type) + natural_key.encode()).digest()
+    return prefixed_digest(id_prefix(org_id, record_type), natural_key)
+
+
+def prefixed_digest(prefix: bytes, natural_key: str) -> bytes:
+    """Return :func:`record_digest` from its :func:`id_prefix` (computed once per run by the mapping engine).
+
+    :param prefix: ``id_prefix(org_id, record_type)``.
+    :param natural_key: The record's natural key.
+    """
+    return sha256(prefix + natural_key.encode()).digest()
 
 
 def id_prefix(org_id: str, record_type: str) -> bytes:

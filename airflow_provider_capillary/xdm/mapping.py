@@ -65,7 +65,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from hashlib import sha256
 from itertools import repeat
 from operator import is_not, itemgetter
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -82,7 +81,7 @@ from airflow_provider_capillary.xdm.identity import (
     normalize_phone,
     sha256_hex,
 )
-from airflow_provider_capillary.xdm.ids import KEY_DIGEST_SIZE, content_digest, id_prefix, key_digest
+from airflow_provider_capillary.xdm.ids import KEY_DIGEST_SIZE, content_digest, id_prefix, key_digest, prefixed_digest
 from airflow_provider_capillary.xdm.record_types import get_record_type
 from airflow_provider_capillary.xdm.record_types.base import TENANT, Behavior, BuildContext, ColumnType
 from airflow_provider_capillary.xdm.validation import MAX_STREAMING_RECORD_BYTES, check_record_size
@@ -511,6 +510,16 @@ def _compile_parser(
     return namespace["parse_columns"]
 
 
+def _compile_nest(attach_order: tuple[tuple[int, tuple[str, ...], str], ...]) -> Callable[..., dict[str, Any]]:
+    """Generate ``nest(n0, n1, ...) -> tree``: the row path's nesting (:func:`_tree_lines`) as a function."""
+    lines = [f"def nest({', '.join(f'n{index}' for index in range(len(attach_order)))}):"]
+    lines += _tree_lines(attach_order, "    ")
+    lines.append("    return tree")
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines), "<airflow_provider_capillary nesting>", "exec"), namespace)
+    return namespace["nest"]
+
+
 def _compile_assembler(
     columns: tuple[_CompiledColumn, ...], attach_order: tuple[tuple[int, tuple[str, ...], str], ...]
 ) -> Callable[[int, bytearray, list[tuple[list[Any], list[Any]]]], Iterator[_Parsed | None]]:
@@ -617,28 +626,21 @@ class _TableRow:
 
 
 class _LazyValues(Mapping[str, Any]):
-    """A table row's values as the read-only mapping a ``build`` hook receives, materialised on first use."""
+    """A table row's values as the read-only mapping a ``build`` hook receives (read only if the hook reads them)."""
 
-    __slots__ = ("_index", "_rows", "_values")
+    __slots__ = ("_row",)
 
-    def __init__(self, rows: ColumnarRows, index: int) -> None:
-        self._rows = rows
-        self._index = index
-        self._values: dict[str, Any] | None = None
-
-    def _materialise(self) -> dict[str, Any]:
-        if self._values is None:
-            self._values = self._rows[self._index].values
-        return self._values
+    def __init__(self, row: _TableRow) -> None:
+        self._row = row
 
     def __getitem__(self, key: str) -> Any:
-        return self._materialise()[key]
+        return self._row.values[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._materialise())
+        return iter(self._row.values)
 
     def __len__(self) -> int:
-        return len(self._materialise())
+        return len(self._row.values)
 
 
 _CONTENT_DIGEST_SIZE = 8
@@ -724,7 +726,9 @@ class Mapper:
         org_id = options.org_id
         self._org_prefix = None if org_id is None else id_prefix(org_id, self.record_type.name)
         self._time_series = self.record_type.behavior is Behavior.TIME_SERIES
-        self._attach_order = attach_order
+        #: The row path's nesting of parent objects into a payload tree, for the shape builders' templates.
+        self._nest = _compile_nest(attach_order)
+        self._node_count = len(attach_order)
         #: Built-entity generators of the column-wise fast path by shape (which values a row has), or ``None``
         #: when the fast path does not apply: see :meth:`_build_by_shape`.
         self._shape_builders: dict[tuple[int, ...], Callable[..., list[dict[str, Any]]]] | None = None
@@ -905,14 +909,16 @@ class Mapper:
             assemble = self._assemble
             for index, item in enumerate(self._assemble_rows(size, bad, columns)):
                 self._seq += 1
-                row = rows[index] if table is None else _TableRow(table, index)
+                if table is None:
+                    row, row_values = rows[index], values[index]
+                else:
+                    row = _TableRow(table, index)
+                    row_values = _LazyValues(row)
                 if item is None:
                     map_one(row, chunk)
                     continue
                 try:
-                    entity, key, version = assemble(
-                        item[0], item[1], rows[index].values if table is None else _LazyValues(table, index)
-                    )
+                    entity, key, version = assemble(item[0], item[1], row_values)
                     body = dumps(entity)
                 except Exception:  # the row path builds the same entity, or names the failure
                     map_one(row, chunk)
@@ -941,7 +947,7 @@ class Mapper:
         added = rules.build(by_name, bad, self._context)
         prefix = self._org_prefix if self._org_prefix is not None else id_prefix("", self.record_type.name)
         digests: list[bytes | None] = [
-            None if flagged else sha256(prefix + key.encode()).digest()
+            None if flagged else prefixed_digest(prefix, key)
             for key, flagged in zip(rules.natural_keys(by_name), bad, strict=True)
         ]
         presence = [bytes(map(is_not, columns[position][0], repeat(None))) for position in self._shape_positions]
@@ -983,8 +989,8 @@ class Mapper:
     def _compile_shape(self, shape: tuple[int, ...]) -> Callable[..., list[dict[str, Any]]]:
         """Generate the list comprehension that builds the entities of one shape (see :meth:`_prepare_shapes`).
 
-        The dict displays are made by running the row path's nesting (:func:`_tree_lines`) on placeholders, so
-        the entities equal, key order included, what :meth:`_assemble` builds.
+        The dict displays are made by running the row path's slot writing and nesting (:func:`_compile_nest`)
+        on placeholders, so the entities equal, key order included, what :meth:`_assemble` builds.
         """
         present = {position for position, has in zip(self._shape_positions, shape, strict=True) if has}
         names: list[str] = []
@@ -997,7 +1003,7 @@ class Mapper:
                 sources.append(f"gather(columns[{position}][{1 if payload else 0}])")
             return _Var(name)
 
-        nodes: list[dict[str, Any] | None] = [None] * len(self._attach_order)
+        nodes: list[dict[str, Any] | None] = [None] * self._node_count
         for position, column in enumerate(self._columns):
             if position in present and column.slots:
                 value = use(position, column.type is ColumnType.DECIMAL)
@@ -1006,19 +1012,7 @@ class Mapper:
                     if node is None:
                         node = nodes[index] = {}
                     node[key] = value
-        tree: dict[str, Any] = {}
-        for index, path, last in self._attach_order:
-            node = nodes[index]
-            if node is None:
-                continue
-            target = tree
-            for key in path:
-                target = target.setdefault(key, {})
-            existing = target.get(last)
-            if existing is None:
-                target[last] = node
-            else:
-                existing.update(node)
+        tree = self._nest(*nodes)
         position_of = {column.name: position for position, column in enumerate(self._columns)}
         namespaces = self._clear_namespaces
         assert namespaces is not None and self.record_type.timestamp_column is not None
@@ -1091,7 +1085,6 @@ class Mapper:
         goes through the parse function itself. A failing value is ``None`` and flagged.
         """
         kind = column.type
-        email_match = EMAIL_PATTERN.fullmatch
         values: list[Any]
         if kind is ColumnType.STRING:
             values = [
@@ -1128,7 +1121,7 @@ class Mapper:
             values = [
                 None
                 if value is None
-                else (text if (text := value.strip().lower()) and email_match(text) else _UNPARSED)
+                else (text if (text := value.strip().lower()) and EMAIL_PATTERN.fullmatch(text) else _UNPARSED)
                 if value.__class__ is str
                 else _UNPARSED
                 for value in raw
@@ -1258,8 +1251,8 @@ class Mapper:
         The key is the first 16 bytes of the ``_id`` digest for time-series, the digest of the natural key
         for records.
         """
-        parsed, nodes = self._parse_columns(values)
-        return self._assemble(parsed, nodes, values)
+        parsed, tree = self._parse_columns(values)
+        return self._assemble(parsed, tree, values)
 
     def _assemble(
         self, parsed: dict[str, Any], tree: dict[str, Any], values: Mapping[str, Any]
@@ -1269,7 +1262,7 @@ class Mapper:
         identity_map = self._identity_map(parsed)
         natural_key = record_type.natural_key(parsed)
         if self._time_series:
-            digest = sha256(self._id_prefix(parsed) + natural_key.encode()).digest()
+            digest = prefixed_digest(self._id_prefix(parsed), natural_key)
             entity: dict[str, Any] = {
                 "_id": digest.hex(),
                 "timestamp": parsed[record_type.timestamp_column],  # type: ignore[index]
@@ -1279,8 +1272,8 @@ class Mapper:
             version_us = 0
         else:
             version: str = parsed[record_type.version_column]  # type: ignore[index]
-            key = f"{natural_key}@{version}".encode()
-            entity = {"_id": sha256(self._id_prefix(parsed) + key).hexdigest(), "identityMap": identity_map}
+            id_hex = prefixed_digest(self._id_prefix(parsed), f"{natural_key}@{version}").hex()
+            entity = {"_id": id_hex, "identityMap": identity_map}
             dedupe_key = key_digest(natural_key)
             version_us = epoch_us(version)
         entity.update(tree)

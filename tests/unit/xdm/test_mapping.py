@@ -704,6 +704,13 @@ def _row_strategy(record_type: str) -> Any:
     return messy()
 
 
+def _draw_rows(data: st.DataObject, record_type: str, *, max_size: int, replays: int) -> list[Row]:
+    """Messy generated rows (lines 2, 3, ...) followed by up to ``replays`` repeats of some of them."""
+    values = data.draw(st.lists(_row_strategy(record_type), min_size=1, max_size=max_size))
+    rows = [Row(v, "generated", line) for line, v in enumerate(values, start=2)]
+    return rows + data.draw(st.lists(st.sampled_from(rows), max_size=replays))
+
+
 _KNOWN_REASONS = {
     "missing_required_field", "invalid_datetime", "invalid_date", "invalid_number", "invalid_integer",
     "invalid_boolean", "invalid_currency", "invalid_id", "invalid_enum", "invalid_value", "invalid_email",
@@ -719,9 +726,7 @@ _KNOWN_REASONS = {
 def test_mapping_never_raises_and_never_drops_a_row(
     record_type: str, data: st.DataObject, validators: dict[str, Validator]
 ) -> None:
-    values = data.draw(st.lists(_row_strategy(record_type), min_size=1, max_size=8))
-    rows = [Row(v, "generated", line) for line, v in enumerate(values, start=2)]
-    rows += data.draw(st.lists(st.sampled_from(rows), max_size=3))  # replays
+    rows = _draw_rows(data, record_type, max_size=8, replays=3)
     mapper = Mapper(record_type, PHONE_FALLBACK, validator=validators[record_type])
     chunk = mapper.map_chunk(rows)
     records = chunk.records + [record for batch in mapper.finish() for record in batch]
@@ -987,9 +992,7 @@ def test_chunk_wise_mapping_agrees_with_row_by_row(
 ) -> None:
     # Messy rows, replays and exact duplicates across chunks, every option that changes the mapping, and memos
     # small enough to be dropped and refilled: records, dead letters and counts are those of the row path.
-    values = data.draw(st.lists(_row_strategy(record_type), min_size=1, max_size=12))
-    rows = [Row(v, "generated", line) for line, v in enumerate(values, start=2)]
-    rows += data.draw(st.lists(st.sampled_from(rows), max_size=4))
+    rows = _draw_rows(data, record_type, max_size=12, replays=4)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=3)))
     chunks = [rows[start:end] for start, end in zip([0, *cuts], [*cuts, len(rows)], strict=True)]
     options = data.draw(st.sampled_from(_OPTION_VARIANTS))
@@ -1091,10 +1094,10 @@ def test_column_wise_chunks_map_like_their_rows(
     # What the CSV reader's fast path hands over (ColumnarRows) maps exactly like the same rows one by one:
     # records (their rows read back lazily), dead letters with the row's values, counts.
     columns = [column.name for column in get_record_type(record_type).columns]
-    values = data.draw(st.lists(_row_strategy(record_type), min_size=1, max_size=10))
-    rows = [Row(_as_text({name: v.get(name) for name in columns}), "part-0000.csv", 0) for v in values]
-    rows += data.draw(st.lists(st.sampled_from(rows), max_size=3))
-    rows = [row._replace(line=line) for line, row in enumerate(rows, start=2)]
+    rows = [
+        Row(_as_text({name: row.values.get(name) for name in columns}), "part-0000.csv", line)
+        for line, row in enumerate(_draw_rows(data, record_type, max_size=10, replays=3), start=2)
+    ]
     options = data.draw(st.sampled_from(_OPTION_VARIANTS))
     expected = _everything(Mapper(record_type, options, validator=validators[record_type]), [rows], _row_by_row)
     mapper = Mapper(record_type, options, validator=validators[record_type])
