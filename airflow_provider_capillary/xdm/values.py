@@ -39,7 +39,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 #: Largest number of significant digits a decimal may have to be sent as a JSON number without rounding.
@@ -126,54 +125,47 @@ def utc_text(text: str) -> str | None:
 
     :param text: A stripped timestamp.
 
-    Handles ``YYYY-MM-DD[T ]HH:MM:SS`` followed by ``Z`` or ``±HH:MM`` (ASCII digits) when the conversion to
-    UTC stays on the same day: the date, hour, minute and offset are checked by ``datetime.fromisoformat``
-    once per minute and offset (:func:`_utc_minute`), the seconds here, and the UTC time is computed from
-    the digits without building aware datetimes (measured 4-6 times faster than the general path).
+    Handles ``YYYY-MM-DD[T ]HH:MM:SS`` followed by ``Z`` or ``±HH:MM`` (ASCII digits): the seconds are checked
+    here, the rest (the local minute and its offset) is converted to UTC once per distinct minute and offset
+    by ``datetime`` (:func:`_utc_minute`) and then looked up (measured 5-8 times faster than the general path).
     """
-    size = len(text)
-    if (
-        (size != 25 and size != 20)
-        or not text.isascii()
-        or text[4] != "-"
-        or text[7] != "-"
-        or text[10] not in "T "
-        or text[13] != ":"
-        or text[16] != ":"
-        or text[11:13] >= "24"  # newer Pythons read 24:00 as midnight of the next day: the general path
-        or not text[17:19].isdigit()
-        or text[17] > "5"
-    ):
+    seconds = text[16:19]
+    if seconds not in _SECONDS:
         return None
-    if size == 20:
-        if text[19] != "Z":
-            return None
-        offset = "+00:00"
-    elif text[19] not in "+-" or text[22] != ":" or text[23] > "5":
-        return None
-    else:
-        offset = text[19:]
-    head = _utc_minute(text[:16], offset)
-    return None if head is None else f"{head}{text[16:19]}Z"
+    key = text[:16] + text[19:]
+    head = _UTC_MINUTES.get(key, _MISSING)
+    if head is _MISSING:
+        head = _utc_minute(key)
+    return None if head is None else f"{head}{seconds}Z"
 
 
-@lru_cache(maxsize=16_384)
-def _utc_minute(local: str, offset: str) -> str | None:
-    """``YYYY-MM-DD?HH:MM`` at UTC offset ``±HH:MM`` → ``YYYY-MM-DDTHH:MM`` in UTC; ``None`` if it is not a
-    real date and time (``datetime.fromisoformat``) or falls on another day in UTC.
+#: ``:00`` to ``:59``, the seconds :func:`utc_text` reads.
+_SECONDS = frozenset(f":{second:02d}" for second in range(60))
+_MINUTE_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ](?:[01]\d|2[0-3]):[0-5]\d(?:Z|[+-]\d{2}:[0-5]\d)", re.ASCII)
+_MISSING = object()
+#: :func:`_utc_minute`'s results by key; emptied when it reaches :data:`_UTC_MINUTES_LIMIT` entries.
+_UTC_MINUTES: dict[str, str | None] = {}
+_UTC_MINUTES_LIMIT = 16_384
 
-    Cached: a day's extract has at most 1,440 minutes per offset in use, so most timestamps are a look-up.
+
+def _utc_minute(key: str) -> str | None:
+    """``YYYY-MM-DD?HH:MM`` and an offset (``Z`` or ``±HH:MM``) → that minute in UTC, ``YYYY-MM-DDTHH:MM``.
+
+    ``None`` when the key has another shape, is not a real date and time or falls outside the years 1-9999
+    in UTC: the general path of :func:`parse_datetime` then says why. Results are kept in
+    :data:`_UTC_MINUTES`: a day's extract has at most 1,440 minutes per offset in use.
     """
-    try:
-        datetime.fromisoformat(f"{local}:00{offset}")
-    except ValueError:
-        return None
-    minutes = int(local[11:13]) * 60 + int(local[14:16])
-    shift = int(offset[1:3]) * 60 + int(offset[4:6])
-    minutes += -shift if offset[0] == "+" else shift
-    if not 0 <= minutes < 1440:
-        return None
-    return f"{local[:10]}T{minutes // 60:02d}:{minutes % 60:02d}"
+    head: str | None = None
+    if _MINUTE_RE.fullmatch(key):
+        offset = "+00:00" if key[16:] == "Z" else key[16:]
+        try:
+            head = datetime.fromisoformat(f"{key[:16]}:00{offset}").astimezone(UTC).isoformat()[:16]
+        except (ValueError, OverflowError):
+            head = None
+    if len(_UTC_MINUTES) >= _UTC_MINUTES_LIMIT:
+        _UTC_MINUTES.clear()
+    _UTC_MINUTES[key] = head
+    return head
 
 
 def _localize(naive: datetime, zone: tzinfo, field: str, raw: Any) -> datetime:

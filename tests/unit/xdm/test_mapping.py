@@ -1019,6 +1019,12 @@ def test_chunk_wise_mapping_of_the_samples_agrees_with_row_by_row(
 
 
 _TRICKY_BY_TYPE = {
+    ColumnType.DECIMAL: st.one_of(
+        st.text(alphabet="0123456789.-+ ", max_size=17),
+        st.from_regex(r"-?[0-9]{0,9}(\.[0-9]{0,7})?", fullmatch=True),
+        st.sampled_from(["-0", "-0.0", "1.", ".5", "007", "123456789012.50", "99999999999.999", "999999999999999"]),
+        _TRICKY,
+    ),
     ColumnType.PHONE: st.one_of(
         st.text(alphabet="0123456789+ -\u0663", max_size=18),
         st.integers(min_value=-5, max_value=10**17),
