@@ -89,6 +89,20 @@ class DigestIndex:
                 return found[2]
         return value
 
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Return :meth:`get` of each key (one pass over the recent tier, then the disk tier for the rest).
+
+        :param keys: 16-byte keys.
+        """
+        values = list(map(self._recent.get, keys))
+        if self._on_disk and None in values:
+            absent, find = self._absent, self._find_on_disk
+            for position in [position for position, value in enumerate(values) if value is None]:
+                key = keys[position]
+                if key not in absent and (found := find(key)) is not None:
+                    values[position] = found[2]
+        return values
+
     def prefetch(self, keys: Sequence[bytes]) -> None:
         """Look many keys up in the disk tier's Bloom filter at once (vectorised), ahead of their :meth:`get`.
 
@@ -120,6 +134,19 @@ class DigestIndex:
         recent[key] = value
         if len(recent) >= self.memory_keys:
             self._write_recent()
+
+    def add_many(self, keys: Sequence[bytes], values: Sequence[bytes]) -> None:
+        """:meth:`add` each key with its value, in order (keys known not to be in the index, nor repeated).
+
+        :param keys: 16-byte keys.
+        :param values: Their values (``value_size`` bytes each).
+        """
+        recent = self._recent
+        if len(recent) + len(keys) < self.memory_keys:
+            recent.update(zip(keys, values, strict=True))
+            return
+        for key, value in zip(keys, values, strict=True):
+            self.add(key, value)
 
     def replace(self, key: bytes, value: bytes) -> None:
         """Change the value of a key that is in the index.

@@ -20,6 +20,10 @@ first 16 bytes of the ``_id`` digest; records: the BLAKE2b digest of the natural
 from __future__ import annotations
 
 from hashlib import blake2b, sha256
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 #: Length in bytes of the in-memory de-duplication keys (128 bits: collisions are not a practical concern).
 KEY_DIGEST_SIZE = 16
@@ -81,3 +85,11 @@ def content_digest(payload: bytes) -> bytes:
     :param payload: The serialised record.
     """
     return hash(payload).to_bytes(8, "little", signed=True)
+
+
+def content_digests(payloads: Iterable[bytes]) -> list[bytes]:
+    """Return :func:`content_digest` of each payload (one list comprehension: no call per payload).
+
+    :param payloads: Serialised records.
+    """
+    return [hash(payload).to_bytes(8, "little", signed=True) for payload in payloads]

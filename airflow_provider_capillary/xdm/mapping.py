@@ -61,13 +61,14 @@ import json
 import struct
 import tempfile
 import zoneinfo
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import repeat
 from operator import is_, is_not, itemgetter
-from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import orjson
 
@@ -81,7 +82,14 @@ from airflow_provider_capillary.xdm.identity import (
     normalize_phone,
     sha256_hex,
 )
-from airflow_provider_capillary.xdm.ids import KEY_DIGEST_SIZE, content_digest, id_prefix, key_digest, prefixed_digest
+from airflow_provider_capillary.xdm.ids import (
+    KEY_DIGEST_SIZE,
+    content_digest,
+    content_digests,
+    id_prefix,
+    key_digest,
+    prefixed_digest,
+)
 from airflow_provider_capillary.xdm.record_types import get_record_type
 from airflow_provider_capillary.xdm.record_types.base import TENANT, Behavior, BuildContext, ColumnType
 from airflow_provider_capillary.xdm.validation import MAX_STREAMING_RECORD_BYTES, check_record_size
@@ -597,6 +605,14 @@ _UNPARSED = object()
 """Placeholder of a column value the chunk-wise fast path leaves to the column's parse function."""
 
 
+def _dumps_or_none(entity: dict[str, Any]) -> bytes | None:
+    """``orjson.dumps(entity)``, or ``None`` when orjson cannot write it."""
+    try:
+        return orjson.dumps(entity)
+    except orjson.JSONEncodeError:
+        return None
+
+
 class _TableRow:
     """One row of a column-wise chunk (:class:`ColumnarRows`), materialised only when its values are read."""
 
@@ -876,37 +892,22 @@ class Mapper:
                     values[index] = {}
             raws = [[row_values.get(column.name) for row_values in values] for column in self._columns]
         columns = [self._parse_column(column, raw, bad) for column, raw in zip(self._columns, raws, strict=True)]
-        map_one, accept, dumps = self._map_one, self._accept, orjson.dumps
-        is_valid = self._is_valid
         if self._shape_builders is not None:
             shapes, digests, added = self._prepare_shapes(bad, columns)
             keys = [b"" if digest is None else digest[:KEY_DIGEST_SIZE] for digest in digests]
             self._seen.prefetch([key for key in keys if key])
-            seen_get, seen_add, keep = self._seen.get, self._seen.add, chunk.records.append
-            max_bytes = self._max_record_bytes
             for start in range(0, size, _SLICE_ROWS):
                 stop = min(start + _SLICE_ROWS, size)
                 entities = self._build_by_shape(start, stop, bad, columns, shapes, digests, added)
-                for index, entity in enumerate(entities, start):
-                    self._seq += 1
-                    row: RowLike = rows[index] if table is None else _TableRow(table, index)
-                    if entity is None:
-                        map_one(row, chunk)
-                        continue
-                    try:
-                        body = dumps(entity)
-                    except orjson.JSONEncodeError:  # the row path says why
-                        map_one(row, chunk)
-                        continue
-                    key = keys[index]
-                    digest = content_digest(body)
-                    if seen_get(key) is None and len(body) <= max_bytes and (is_valid is None or is_valid(entity)):
-                        seen_add(key, digest)  # what _accept does for a new valid event, inline
-                        keep(MappedRecord(entity, row, body))
-                    else:
-                        accept(entity, key, 0, body, row, chunk)
+                self._accept_slice(rows, table, start, entities, keys[start:stop], chunk)
         else:
-            assemble = self._assemble
+            map_one, accept, dumps, is_valid, assemble = (
+                self._map_one,
+                self._accept,
+                orjson.dumps,
+                self._is_valid,
+                self._assemble,
+            )
             for index, item in enumerate(self._assemble_rows(size, bad, columns)):
                 self._seq += 1
                 if table is None:
@@ -925,6 +926,78 @@ class Mapper:
                     continue
                 accept(entity, key, version, body, row, chunk, is_valid is None or is_valid(entity))
         chunk.rows += size
+
+    def _accept_slice(
+        self,
+        rows: Sequence[RowLike],
+        table: ColumnarRows | None,
+        start: int,
+        entities: list[dict[str, Any] | None],
+        keys: list[bytes],
+        chunk: MappedChunk,
+    ) -> None:
+        """What :meth:`_accept` does row by row, for the entities the shape builders made for rows ``start`` on.
+
+        The *plain* rows (an entity with a new ``_id`` not repeated in the slice, valid and not too large) are
+        serialised, validated, kept and added to the index in runs, a list at a time; every other row (no
+        entity: the row path; a duplicate, a conflict, an invalid entity) is handled on its own, in order, once
+        the plain rows before it are in. A record the row path keeps turns later plain rows with its ``_id``
+        into duplicates, as row by row.
+        """
+        dumps, max_bytes = orjson.dumps, self._max_record_bytes
+        is_valid = cast("Callable[[Any], bool] | None", self._is_valid)  # called for built entities only
+        try:
+            bodies = [None if entity is None else dumps(entity) for entity in entities]
+        except orjson.JSONEncodeError:  # the row path says why
+            bodies = [None if entity is None else _dumps_or_none(entity) for entity in entities]
+        count, seen, records = len(entities), self._seen, chunk.records
+        built = [offset for offset, body in enumerate(bodies) if body is not None]
+        built_keys = keys if len(built) == count else [keys[offset] for offset in built]
+        prior: list[bytes | None] = [b""] * count  # not ``None``: not plain
+        for offset, value in zip(built, seen.get_many(built_keys), strict=True):
+            prior[offset] = value
+        plain = [
+            found is None and body is not None and len(body) <= max_bytes and (is_valid is None or is_valid(entity))
+            for found, body, entity in zip(prior, bodies, entities, strict=True)
+        ]
+        if len(set(built_keys)) < len(built_keys):  # an _id repeated in the slice: each of its rows on its own
+            repeated = {key for key, number in Counter(built_keys).items() if number > 1}
+            plain = [ok and key not in repeated for ok, key in zip(plain, keys, strict=True)]
+        specials = [offset for offset, ok in enumerate(plain) if not ok]
+        base, done, position = self._seq, 0, 0
+        while True:
+            offset = specials[position] if position < len(specials) else count
+            if offset > done:  # the plain rows before it
+                kept = range(start + done, start + offset)
+                kept_bodies = cast("list[bytes]", bodies[done:offset])
+                seen.add_many(keys[done:offset], content_digests(kept_bodies))
+                kept_rows = [rows[index] for index in kept] if table is None else map(_TableRow, repeat(table), kept)
+                records.extend(
+                    map(MappedRecord, cast("list[dict[str, Any]]", entities[done:offset]), kept_rows, kept_bodies)
+                )
+            if offset == count:
+                break
+            self._seq = base + offset + 1
+            row: RowLike = rows[start + offset] if table is None else _TableRow(table, start + offset)
+            entity, body = entities[offset], bodies[offset]
+            if entity is None or body is None:
+                kept_before = len(records)
+                self._map_one(row, chunk)
+                if len(records) > kept_before:  # later plain rows with the _id it added are duplicates now
+                    later = [
+                        index
+                        for index in range(offset + 1, count)
+                        if plain[index] and seen.get(keys[index]) is not None
+                    ]
+                    if later:
+                        for index in later:
+                            plain[index] = False
+                        specials = sorted({*specials[position + 1 :], *later})
+                        position = -1
+            else:
+                self._accept(entity, keys[offset], 0, body, row, chunk)
+            done, position = offset + 1, position + 1
+        self._seq = base + count
 
     def _prepare_shapes(
         self, bad: bytearray, columns: list[tuple[list[Any], list[Any]]]

@@ -115,6 +115,30 @@ def test_prefetched_lookups_find_what_plain_lookups_find(tmp_path_factory, opera
     index.close()
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    operations=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2**64 - 1)), max_size=400),
+    memory_keys=st.integers(1, 50),
+    batch=st.integers(1, 40),
+)
+def test_batch_lookups_and_additions_behave_like_a_dict(tmp_path_factory, operations, memory_keys, batch):
+    # As the mapper uses them: a batch is prefetched and looked up at once, then its new keys (each once) are
+    # added at once; a batch may cross the point where the recent tier is written to disk.
+    index = DigestIndex(8, spill_dir=str(tmp_path_factory.mktemp("index")), memory_keys=memory_keys)
+    reference: dict[bytes, bytes] = {}
+    for start in range(0, len(operations), batch):
+        part = {_key(number): value.to_bytes(8, "little") for number, value in operations[start : start + batch]}
+        keys = list(part)
+        index.prefetch(keys)
+        assert index.get_many(keys) == [reference.get(key) for key in keys]
+        new = [key for key in keys if key not in reference]
+        index.add_many(new, [part[key] for key in new])
+        reference.update((key, part[key]) for key in new)
+        assert len(index) == len(reference)
+    assert index.get_many(list(reference)) == list(reference.values())
+    index.close()
+
+
 def test_prefetch_rules_out_absent_keys_without_probing(tmp_path, monkeypatch):
     index = DigestIndex(8, spill_dir=str(tmp_path), memory_keys=8)
     for number in range(64):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 
-from airflow_provider_capillary.xdm.ids import content_digest, key_digest, record_id
+from airflow_provider_capillary.xdm.ids import content_digest, content_digests, key_digest, record_id
 
 
 def test_record_id_follows_the_documented_formula() -> None:
@@ -26,3 +26,9 @@ def test_compact_digests() -> None:
     assert len(key_digest("x")) == 16
     assert key_digest("x") == key_digest("x") != key_digest("y")
     assert len(content_digest(b"{}")) == 8
+
+
+def test_batch_content_digests_are_the_single_ones() -> None:
+    payloads = [b"{}", b'{"a":1}', b'{"a":2}', bytes(range(256)) * 4]
+    assert content_digests(payloads) == [content_digest(payload) for payload in payloads]
+    assert len(set(content_digests(payloads))) == len(payloads)

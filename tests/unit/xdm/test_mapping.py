@@ -704,11 +704,23 @@ def _row_strategy(record_type: str) -> Any:
     return messy()
 
 
+#: The columns of each record type's natural key (the ``_id``, or the profile a version belongs to).
+_KEY_COLUMNS = {"customer": ("customer_id",), "transaction": ("transaction_id", "type"), "loyalty_event": ("event_id",)}
+
+
 def _draw_rows(data: st.DataObject, record_type: str, *, max_size: int, replays: int) -> list[Row]:
-    """Messy generated rows (lines 2, 3, ...) followed by up to ``replays`` repeats of some of them."""
+    """Messy generated rows (lines 2, 3, ...), then up to ``replays`` exact repeats of some of them and up to
+    ``replays`` other rows given the natural key of one of them (same ``_id`` or profile, other content)."""
     values = data.draw(st.lists(_row_strategy(record_type), min_size=1, max_size=max_size))
     rows = [Row(v, "generated", line) for line, v in enumerate(values, start=2)]
-    return rows + data.draw(st.lists(st.sampled_from(rows), max_size=replays))
+    repeats = data.draw(st.lists(st.sampled_from(rows), max_size=replays))
+    pairs = data.draw(st.lists(st.tuples(st.sampled_from(rows), st.sampled_from(rows)), max_size=replays))
+    line = len(rows) + len(repeats) + 2
+    keyed = [
+        Row({**other.values, **{name: row.values.get(name) for name in _KEY_COLUMNS[record_type]}}, "generated", at)
+        for at, (row, other) in enumerate(pairs, start=line)
+    ]
+    return rows + data.draw(st.permutations([*repeats, *keyed]))
 
 
 _KNOWN_REASONS = {
@@ -998,10 +1010,31 @@ def test_chunk_wise_mapping_agrees_with_row_by_row(
     options = data.draw(st.sampled_from(_OPTION_VARIANTS))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("airflow_provider_capillary.xdm.mapping._MEMO_LIMIT", data.draw(st.sampled_from([2, 4096])))
+        patch.setattr("airflow_provider_capillary.xdm.mapping._SLICE_ROWS", data.draw(st.sampled_from([1, 3, 256])))
         expected = _everything(Mapper(record_type, options, validator=validators[record_type]), chunks, _row_by_row)
         mapper = Mapper(record_type, options, validator=validators[record_type])
         assert _everything(mapper, chunks, Mapper.map_chunk) == expected
     assert mapper.counts.balanced
+
+
+def test_a_record_the_row_path_keeps_makes_later_rows_with_its_id_duplicates(
+    sample_rows: dict[str, list[Row]], validators: dict[str, Validator]
+) -> None:
+    # A phone-only event is kept by the row path (fallback primary); a later row of the same event with its
+    # customer_id, built column-wise in the same slice, conflicts with it, and a repeat of it is a duplicate.
+    event = next(
+        row for row in sample_rows["loyalty_event"] if Mapper("loyalty_event", OPTIONS).map_chunk([row]).records
+    )
+    phone_only = Row({**event.values, "customer_id": None}, "f", 2)
+    rows = [phone_only, Row(dict(event.values), "f", 3), phone_only._replace(line=4)]
+    validator = validators["loyalty_event"]
+    expected = _everything(Mapper("loyalty_event", PHONE_FALLBACK, validator=validator), [rows], _row_by_row)
+    records, dead_letters, duplicates = expected[0][:3]
+    assert [record[1] for record in records] == [2]
+    assert [(letter.line, letter.reason) for letter in dead_letters] == [(3, "duplicate_id_conflict")]
+    assert duplicates == 1
+    mapper = Mapper("loyalty_event", PHONE_FALLBACK, validator=validator)
+    assert _everything(mapper, [rows], Mapper.map_chunk) == expected
 
 
 @pytest.mark.parametrize("record_type", ["customer", "transaction", "loyalty_event"])
