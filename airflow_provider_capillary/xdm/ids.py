@@ -48,6 +48,19 @@ def prefixed_digest(prefix: bytes, natural_key: str) -> bytes:
     return sha256(prefix + natural_key.encode()).digest()
 
 
+def prefixed_digests(prefix: bytes, natural_keys: Iterable[str], skip: Iterable[int]) -> list[bytes | None]:
+    """Return :func:`prefixed_digest` of each natural key, or ``None`` where ``skip`` is true (one comprehension).
+
+    :param prefix: ``id_prefix(org_id, record_type)``.
+    :param natural_keys: The records' natural keys.
+    :param skip: Per key, whether to leave it out (e.g. the flags of rows that failed).
+    """
+    return [
+        None if skipped else sha256(prefix + key.encode()).digest()
+        for key, skipped in zip(natural_keys, skip, strict=True)
+    ]
+
+
 def id_prefix(org_id: str, record_type: str) -> bytes:
     """Return what precedes the natural key in the text whose SHA-256 is the ``_id``: ``capillary|org|type|``.
 

@@ -61,7 +61,6 @@ import json
 import struct
 import tempfile
 import zoneinfo
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,6 +69,7 @@ from itertools import repeat
 from operator import is_, is_not, itemgetter
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
+import numpy as np
 import orjson
 
 from airflow_provider_capillary.extracts.records import ColumnarRows
@@ -89,6 +89,7 @@ from airflow_provider_capillary.xdm.ids import (
     id_prefix,
     key_digest,
     prefixed_digest,
+    prefixed_digests,
 )
 from airflow_provider_capillary.xdm.record_types import get_record_type
 from airflow_provider_capillary.xdm.record_types.base import TENANT, Behavior, BuildContext, ColumnType
@@ -579,6 +580,9 @@ def _collector_paused() -> Iterator[None]:
 #: further shapes are mapped by the row path.
 _MAX_SHAPES = 256
 
+#: Types with this many columns or more in a payload are built by the per-row assembler (a shape is an int64).
+_MAX_SHAPE_COLUMNS = 63
+
 #: Rows the column-wise fast path builds, serialises and validates at a time (see ``Mapper._build_by_shape``).
 _SLICE_ROWS = 256
 
@@ -613,50 +617,52 @@ def _dumps_or_none(entity: dict[str, Any]) -> bytes | None:
         return None
 
 
-class _TableRow:
-    """One row of a column-wise chunk (:class:`ColumnarRows`), materialised only when its values are read."""
+class _TableRow(tuple[ColumnarRows, int]):
+    """One row of a column-wise chunk, ``(rows, index)``: its values are built from the columns when read.
 
-    __slots__ = ("_index", "_rows", "_values")
+    A tuple, so that a slice's rows are made without a Python call per row (``map(_TableRow, pairs)``).
+    """
 
-    def __init__(self, rows: ColumnarRows, index: int) -> None:
-        self._rows = rows
-        self._index = index
-        self._values: dict[str, Any] | None = None
+    __slots__ = ()
 
     @property
     def values(self) -> dict[str, Any]:
-        """The row's values, as the reader gives them."""
-        if self._values is None:
-            self._values = self._rows[self._index].values
-        return self._values
+        """The row's values, as the reader gives them (a new dict on each read)."""
+        return self[0][self[1]].values
 
     @property
     def file(self) -> str:
         """The file the row was read from."""
-        return self._rows.file
+        return self[0].file
 
     @property
     def line(self) -> int:
         """The row's line in that file."""
-        return self._rows.lines[self._index]
+        return self[0].lines[self[1]]
 
 
 class _LazyValues(Mapping[str, Any]):
     """A table row's values as the read-only mapping a ``build`` hook receives (read only if the hook reads them)."""
 
-    __slots__ = ("_row",)
+    __slots__ = ("_row", "_values")
 
     def __init__(self, row: _TableRow) -> None:
         self._row = row
+        self._values: dict[str, Any] | None = None
+
+    def _read(self) -> dict[str, Any]:
+        if self._values is None:
+            self._values = self._row.values
+        return self._values
 
     def __getitem__(self, key: str) -> Any:
-        return self._row.values[key]
+        return self._read()[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._row.values)
+        return iter(self._read())
 
     def __len__(self) -> int:
-        return len(self._row.values)
+        return len(self._read())
 
 
 _CONTENT_DIGEST_SIZE = 8
@@ -747,20 +753,22 @@ class Mapper:
         self._node_count = len(attach_order)
         #: Built-entity generators of the column-wise fast path by shape (which values a row has), or ``None``
         #: when the fast path does not apply: see :meth:`_build_by_shape`.
-        self._shape_builders: dict[tuple[int, ...], Callable[..., list[dict[str, Any]]]] | None = None
+        self._shape_builders: dict[int, Callable[..., list[dict[str, Any]]]] | None = None
+        #: The columns whose presence makes a row's shape (one bit each in a 64-bit integer).
+        self._shape_positions = tuple(
+            position
+            for position, column in enumerate(self._columns)
+            if column.slots or column.name in ("email", "mobile")
+        )
         constant_prefix = org_id is not None or "org_id" not in self.record_type.column_names
         if (
             self.record_type.chunk_rules is not None
             and self._time_series
             and self._clear_namespaces is not None
             and constant_prefix
+            and len(self._shape_positions) < _MAX_SHAPE_COLUMNS
         ):
             self._shape_builders = {}
-        self._shape_positions = tuple(
-            position
-            for position, column in enumerate(self._columns)
-            if column.slots or column.name in ("email", "mobile")
-        )
         self._seen = DigestIndex(_CONTENT_DIGEST_SIZE if self._time_series else _VERSION.size, spill_dir=spill_dir)
         self._spill: IO[bytes] | None = None
         self._seq = 0
@@ -913,7 +921,7 @@ class Mapper:
                 if table is None:
                     row, row_values = rows[index], values[index]
                 else:
-                    row = _TableRow(table, index)
+                    row = _TableRow((table, index))
                     row_values = _LazyValues(row)
                 if item is None:
                     map_one(row, chunk)
@@ -951,18 +959,14 @@ class Mapper:
         except orjson.JSONEncodeError:  # the row path says why
             bodies = [None if entity is None else _dumps_or_none(entity) for entity in entities]
         count, seen, records = len(entities), self._seen, chunk.records
-        built = [offset for offset, body in enumerate(bodies) if body is not None]
-        built_keys = keys if len(built) == count else [keys[offset] for offset in built]
-        prior: list[bytes | None] = [b""] * count  # not ``None``: not plain
-        for offset, value in zip(built, seen.get_many(built_keys), strict=True):
-            prior[offset] = value
-        plain = [
-            found is None and body is not None and len(body) <= max_bytes and (is_valid is None or is_valid(entity))
-            for found, body, entity in zip(prior, bodies, entities, strict=True)
+        plain = [  # (a row without a body is never plain, whatever its placeholder key b"" finds)
+            body is not None and found is None and len(body) <= max_bytes and (is_valid is None or is_valid(entity))
+            for found, body, entity in zip(seen.get_many(keys), bodies, entities, strict=True)
         ]
-        if len(set(built_keys)) < len(built_keys):  # an _id repeated in the slice: each of its rows on its own
-            repeated = {key for key, number in Counter(built_keys).items() if number > 1}
-            plain = [ok and key not in repeated for ok, key in zip(plain, keys, strict=True)]
+        if len(set(keys)) < count:  # a repeated _id: its later rows on their own, after the first is in
+            firsts = dict(zip(reversed(keys), range(count - 1, -1, -1), strict=True))
+            for offset in set(range(count)).difference(firsts.values()):
+                plain[offset] = False
         specials = [offset for offset, ok in enumerate(plain) if not ok]
         base, done, position = self._seq, 0, 0
         while True:
@@ -971,14 +975,16 @@ class Mapper:
                 kept = range(start + done, start + offset)
                 kept_bodies = cast("list[bytes]", bodies[done:offset])
                 seen.add_many(keys[done:offset], content_digests(kept_bodies))
-                kept_rows = [rows[index] for index in kept] if table is None else map(_TableRow, repeat(table), kept)
+                kept_rows = (
+                    [rows[index] for index in kept] if table is None else map(_TableRow, zip(repeat(table), kept))
+                )
                 records.extend(
                     map(MappedRecord, cast("list[dict[str, Any]]", entities[done:offset]), kept_rows, kept_bodies)
                 )
             if offset == count:
                 break
             self._seq = base + offset + 1
-            row: RowLike = rows[start + offset] if table is None else _TableRow(table, start + offset)
+            row: RowLike = rows[start + offset] if table is None else _TableRow((table, start + offset))
             entity, body = entities[offset], bodies[offset]
             if entity is None or body is None:
                 kept_before = len(records)
@@ -1001,11 +1007,12 @@ class Mapper:
 
     def _prepare_shapes(
         self, bad: bytearray, columns: list[tuple[list[Any], list[Any]]]
-    ) -> tuple[list[tuple[int, ...]], list[bytes | None], list[Mapping[str, Any] | None]]:
+    ) -> tuple[list[int], list[bytes | None], list[Mapping[str, Any] | None]]:
         """The column-wise fast path's preparation of a chunk: ``(shapes, _id digests, build members)`` per row.
 
         For time-series types with :class:`ChunkRules`, identities in clear text and one org id. A row's
-        *shape* says which of the columns it has a value in; the rows of one shape are built by one generated
+        *shape* says which of the columns it has a value in, as an integer (bit ``i``: a value in the ``i``-th of
+        ``_shape_positions``; ``-1`` for a row flagged ``bad``); the rows of one shape are built by one generated
         list comprehension of dict displays (:meth:`_build_by_shape`). A row without ``customer_id`` (identity
         fallbacks) and a row the type's column-wise ``build`` cannot settle are flagged ``bad``: the row path
         maps them.
@@ -1019,12 +1026,13 @@ class Mapper:
                 bad[index] = 1
         added = rules.build(by_name, bad, self._context)
         prefix = self._org_prefix if self._org_prefix is not None else id_prefix("", self.record_type.name)
-        digests: list[bytes | None] = [
-            None if flagged else prefixed_digest(prefix, key)
-            for key, flagged in zip(rules.natural_keys(by_name), bad, strict=True)
-        ]
-        presence = [bytes(map(is_not, columns[position][0], repeat(None))) for position in self._shape_positions]
-        return list(zip(*presence, strict=True)), digests, added
+        digests = prefixed_digests(prefix, rules.natural_keys(by_name), bad)
+        shapes = np.zeros(len(bad), dtype=np.int64)
+        for bit, position in enumerate(self._shape_positions):
+            has = np.frombuffer(bytes(map(is_not, columns[position][0], repeat(None))), dtype=np.uint8)
+            shapes |= has.astype(np.int64) << bit
+        shapes[np.frombuffer(bad, dtype=np.uint8).view(bool)] = -1
+        return shapes.tolist(), digests, added
 
     def _build_by_shape(
         self,
@@ -1032,7 +1040,7 @@ class Mapper:
         stop: int,
         bad: bytearray,
         columns: list[tuple[list[Any], list[Any]]],
-        shapes: list[tuple[int, ...]],
+        shapes: list[int],
         digests: list[bytes | None],
         added: list[Mapping[str, Any] | None],
     ) -> list[dict[str, Any] | None]:
@@ -1042,10 +1050,10 @@ class Mapper:
         serialised and validated (measured: 3 µs per row less than for a chunk of 5,000 at once). A row of a
         shape beyond :data:`_MAX_SHAPES` gets no entity here.
         """
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for index in range(start, stop):
-            if not bad[index]:
-                groups.setdefault(shapes[index], []).append(index)
+        groups: dict[int, list[int]] = {}
+        for index, shape in enumerate(shapes[start:stop], start):
+            groups.setdefault(shape, []).append(index)
+        groups.pop(-1, None)  # rows flagged bad
         entities: list[dict[str, Any] | None] = [None] * (stop - start)
         builders = self._shape_builders
         assert builders is not None
@@ -1059,13 +1067,13 @@ class Mapper:
                 entities[index - start] = entity
         return entities
 
-    def _compile_shape(self, shape: tuple[int, ...]) -> Callable[..., list[dict[str, Any]]]:
+    def _compile_shape(self, shape: int) -> Callable[..., list[dict[str, Any]]]:
         """Generate the list comprehension that builds the entities of one shape (see :meth:`_prepare_shapes`).
 
         The dict displays are made by running the row path's slot writing and nesting (:func:`_compile_nest`)
         on placeholders, so the entities equal, key order included, what :meth:`_assemble` builds.
         """
-        present = {position for position, has in zip(self._shape_positions, shape, strict=True) if has}
+        present = {position for bit, position in enumerate(self._shape_positions) if shape >> bit & 1}
         names: list[str] = []
         sources: list[str] = []
 

@@ -60,6 +60,18 @@ def test_a_message_exactly_at_the_limit_fits_and_one_byte_more_does_not() -> Non
     assert len(requests) == 3
 
 
+@pytest.mark.parametrize("over", [False, True])
+def test_messages_that_exactly_fill_the_limit_share_a_request(over: bool) -> None:
+    # Without a message over the limit the plan is cut from running totals; with one, message by message.
+    limit = 5_000
+    two = len(TEMPLATE.request_body([b"{}", b"{}"])) - 4  # the bytes of a two-message body around its entities
+    first, second = entity(1_000, 1), entity(limit - two - 1_000, 2)
+    extra = [entity(limit, 9)] if over else []
+    requests, too_large = bodies([first, second, *extra, first, second, first], limit)
+    assert [len(body) for body in requests] == [limit, limit, len(TEMPLATE.request_body([first]))]
+    assert too_large == ([2] if over else [])
+
+
 def test_max_messages_bounds_the_count() -> None:
     entities = [entity(50, i) for i in range(10)]
     plan = pack([50] * 10, message_overhead=TEMPLATE.overhead, max_messages=4)

@@ -2,7 +2,16 @@ from __future__ import annotations
 
 import hashlib
 
-from airflow_provider_capillary.xdm.ids import content_digest, content_digests, key_digest, record_id
+from airflow_provider_capillary.xdm.ids import (
+    content_digest,
+    content_digests,
+    id_prefix,
+    key_digest,
+    prefixed_digest,
+    prefixed_digests,
+    record_digest,
+    record_id,
+)
 
 
 def test_record_id_follows_the_documented_formula() -> None:
@@ -32,3 +41,14 @@ def test_batch_content_digests_are_the_single_ones() -> None:
     payloads = [b"{}", b'{"a":1}', b'{"a":2}', bytes(range(256)) * 4]
     assert content_digests(payloads) == [content_digest(payload) for payload in payloads]
     assert len(set(content_digests(payloads))) == len(payloads)
+
+
+def test_batch_prefixed_digests_are_the_single_ones() -> None:
+    prefix = id_prefix("50001", "loyalty_event")
+    keys = ["e1", "e2", "é3", ""]
+    assert prefixed_digests(prefix, keys, [0, 1, 0, 0]) == [
+        prefixed_digest(prefix, "e1"),
+        None,
+        prefixed_digest(prefix, "é3"),
+        record_digest("50001", "loyalty_event", ""),
+    ]
