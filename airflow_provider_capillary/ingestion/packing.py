@@ -11,8 +11,6 @@ in a request even alone is reported instead (the caller rejects it as ``record_t
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from itertools import accumulate
 from typing import TYPE_CHECKING, NamedTuple
 
 from airflow_provider_capillary.ingestion.envelopes import REQUEST_OVERHEAD
@@ -59,20 +57,12 @@ def pack(
     if max_messages is not None and max_messages < 1:
         raise ValueError("max_messages must be at least 1")
     room = max_request_bytes - REQUEST_OVERHEAD + 1  # the first message has no comma before it
-    costs = [size + message_overhead + 1 for size in entity_sizes]  # each message and the comma before it
     requests: list[list[int]] = []
-    if max_messages is None and (not costs or max(costs) <= room):  # every message fits: cut the running total
-        totals = list(accumulate(costs))
-        first, base = 0, 0
-        while first < len(totals):
-            end = bisect_right(totals, base + room, first)
-            requests.append(list(range(first, end)))
-            first, base = end, totals[end - 1]
-        return PackPlan(requests, [])
     too_large: list[int] = []
     current: list[int] = []
     used = 0
-    for index, cost in enumerate(costs):
+    for index, size in enumerate(entity_sizes):
+        cost = size + message_overhead + 1  # the message and the comma before it
         if cost > room:
             too_large.append(index)
             continue
