@@ -575,13 +575,30 @@ def _clean_columns(body: bytes, width: int, max_line_bytes: int) -> list[list[st
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    lines = text.split("\n")
-    if "" in lines or set(map(str.count, lines, itertools.repeat(","))) != {width - 1}:
+    lines = body.count(b"\n") + 1
+    # One split of the whole block at its commas: a line's last field, "\n" and the next line's first field are
+    # then one piece, every (width - 1)-th. The block is clean when there are as many pieces as ``width``
+    # fields per line make, and each "\n" is alone in one of those joints, the first and last piece excepted:
+    # then every line has ``width - 1`` commas (no blank line, no ragged lines making up for each other).
+    fields = text.split(",")
+    if len(fields) != lines * (width - 1) + 1:
         return None
-    # One split of the whole block and a slice per column beat splitting line by line and transposing.
-    fields = cast("list[str | None]", text.replace("\n", ",").split(","))
-    columns = [fields[column::width] for column in range(width)]
-    return [[value or None for value in values] if "" in values else values for values in columns]
+    if width == 1:
+        column = text.split("\n")
+        return None if "" in column else [cast("list[str | None]", column)]
+    edges = fields[:: width - 1]
+    ends = "\n".join(edges).split("\n")  # first and last field of each line, in turn
+    if (
+        len(ends) != 2 * lines
+        or "\n" in edges[0]
+        or "\n" in edges[-1]
+        or sum(map(str.__contains__, edges, itertools.repeat("\n"))) != lines - 1
+    ):
+        return None
+    columns = [ends[0::2], *(fields[column :: width - 1] for column in range(1, width - 1)), ends[1::2]]
+    return [
+        [value or None for value in values] if "" in values else cast("list[str | None]", values) for values in columns
+    ]
 
 
 def _rest_of_blocks(head: bytes, blocks: Iterator[bytes], error: _FileDataError | None) -> Iterator[bytes]:

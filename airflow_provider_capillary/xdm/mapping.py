@@ -899,7 +899,8 @@ class Mapper:
                     bad[index] = 1
                     values[index] = {}
             raws = [[row_values.get(column.name) for row_values in values] for column in self._columns]
-        columns = [self._parse_column(column, raw, bad) for column, raw in zip(self._columns, raws, strict=True)]
+        text = table is not None  # the CSV reader's columns: str or None
+        columns = [self._parse_column(column, raw, bad, text) for column, raw in zip(self._columns, raws, strict=True)]
         if self._shape_builders is not None:
             shapes, digests, added = self._prepare_shapes(bad, columns)
             keys = [b"" if digest is None else digest[:KEY_DIGEST_SIZE] for digest in digests]
@@ -1125,17 +1126,19 @@ class Mapper:
         exec(compile("\n".join(lines), "<airflow_provider_capillary shape builder>", "exec"), namespace)
         return namespace["build"]
 
-    def _parse_column(self, column: _CompiledColumn, raw: list[Any], bad: bytearray) -> tuple[list[Any], list[Any]]:
+    def _parse_column(
+        self, column: _CompiledColumn, raw: list[Any], bad: bytearray, text: bool = False
+    ) -> tuple[list[Any], list[Any]]:
         """Parse one column of a chunk: ``(parsed values, payload values)``, flagging rows in ``bad``.
 
         A value gives exactly what the row parser gives (same memos, and :meth:`_parse_values` for the values
         the memo does not hold); a value that fails, or a missing value of a required column, only flags its
         row (the row path reports it). Payload values differ from parsed values only for ``DECIMAL`` columns
-        (JSON numbers instead of ``Decimal``).
+        (JSON numbers instead of ``Decimal``). ``text``: every raw value is a ``str`` or ``None`` (a CSV column).
         """
         memo = self._memos[column.memo] if column.memo >= 0 else None
         if memo is None:
-            values, payloads = self._parse_values(column, raw, bad)
+            values, payloads = self._parse_values(column, raw, bad, text)
         else:
             get = memo.get
             hits: list[Any] = [
@@ -1144,7 +1147,7 @@ class Mapper:
             if None in hits:
                 missing = [index for index, hit in enumerate(hits) if hit is None]
                 failed = bytearray(len(missing))
-                fresh, fresh_payloads = self._parse_values(column, [raw[index] for index in missing], failed)
+                fresh, fresh_payloads = self._parse_values(column, [raw[index] for index in missing], failed, text)
                 for index, value, payload, failure in zip(missing, fresh, fresh_payloads, failed, strict=True):
                     hits[index] = (value, payload)
                     if failure:
@@ -1158,15 +1161,21 @@ class Mapper:
                 bad[index] = 1
         return values, payloads
 
-    def _parse_values(self, column: _CompiledColumn, raw: list[Any], bad: bytearray) -> tuple[list[Any], list[Any]]:
+    def _parse_values(
+        self, column: _CompiledColumn, raw: list[Any], bad: bytearray, text: bool = False
+    ) -> tuple[list[Any], list[Any]]:
         """Parse values of one column without memo: ``(parsed values, payload values)``, flagging ``bad`` rows.
 
         The common well-formed texts of a type are parsed by one list comprehension each (the result the
         column's parse function gives them, e.g. ``parse_datetime`` through :func:`utc_text`); anything else
-        goes through the parse function itself. A failing value is ``None`` and flagged.
+        goes through the parse function itself. A failing value is ``None`` and flagged. ``text``: every raw
+        value is a ``str`` or ``None`` (then a text column needs no other check).
         """
         kind = column.type
         values: list[Any]
+        if kind is ColumnType.STRING and text:  # _parse_string's result for every str
+            values = [None if value is None else value.strip() or None for value in raw]
+            return values, values
         if kind is ColumnType.STRING:
             values = [
                 None if value is None else (value.strip() or None) if value.__class__ is str else _UNPARSED
@@ -1202,7 +1211,7 @@ class Mapper:
             values = [
                 None
                 if value is None
-                else (text if (text := value.strip().lower()) and EMAIL_PATTERN.fullmatch(text) else _UNPARSED)
+                else (address if (address := value.strip().lower()) and EMAIL_PATTERN.fullmatch(address) else _UNPARSED)
                 if value.__class__ is str
                 else _UNPARSED
                 for value in raw
@@ -1228,9 +1237,9 @@ class Mapper:
                 value
                 if value is None or value is _UNPARSED
                 else int(number)
-                if (number := float(text)).is_integer()
+                if (number := float(source)).is_integer()
                 else number
-                for value, text in zip(values, raw, strict=True)
+                for value, source in zip(values, raw, strict=True)
             ]
         if any(map(is_, values, repeat(_UNPARSED))):  # `in` would compare each Decimal (160 ns)
             name, parse = column.name, column.parse

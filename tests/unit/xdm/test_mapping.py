@@ -1100,7 +1100,8 @@ def test_the_chunk_wise_column_parse_agrees_with_each_columns_parse_function(
             raw = data.draw(st.lists(strategy, max_size=6))
             raw += raw[:2]  # repeated values: memo hits
             bad = bytearray(len(raw))
-            values, payloads = mapper._parse_column(column, raw, bad)
+            text = all(value is None or type(value) is str for value in raw)  # a CSV column's values
+            values, payloads = mapper._parse_column(column, raw, bad, text and data.draw(st.booleans()))
             for index, value in enumerate(raw):
                 outcome = None if value is None else _outcome(column.parse, value, column.name)
                 if outcome is None or (outcome[0] == "value" and outcome[1] is None):
