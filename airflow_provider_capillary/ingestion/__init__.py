@@ -10,7 +10,7 @@ Pure library code over :class:`~airflow_provider_capillary.hooks.aep.AEPHook`; n
   messages/s and 1000 requests/s guidance; ``None`` = unlimited), halving on 429 and recovering over time.
 - :mod:`.sender` — :class:`StreamingSender`: concurrent multi-message streaming with per-message retries of
   transient failures, rejections carrying AEP's status and message, and chunk acknowledgements in order. A
-  mapped record becomes ``OutgoingRecord(mapped.entity["_id"], mapped.body, mapped.row)``::
+  mapped record becomes ``OutgoingRecord(mapped.id, mapped.body, mapped.row)``::
 
       with StreamingSender(hook, inlet=..., dataset_id=..., schema_id=..., flow_id=..., org_id=...) as sender:
           for number, records in enumerate(chunks):       # records: Sequence[OutgoingRecord]

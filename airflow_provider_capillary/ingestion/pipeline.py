@@ -348,7 +348,7 @@ class RecordTypePipeline:
 
 
 def _outgoing(record: MappedRecord) -> OutgoingRecord:
-    return OutgoingRecord(str(record.entity.get("_id", "")), record.body, record.row)
+    return OutgoingRecord(record.id, record.body, record.row)
 
 
 def _batch_failure_line(batch_id: str | None, failed: int, errors: Any) -> DeadLetterLine:

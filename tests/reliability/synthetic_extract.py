@@ -204,4 +204,4 @@ def expected_ids(extract: SyntheticExtract) -> dict[str, PlannedRow]:
             f"the generator's valid rows do not map one record each: {len(chunk.records)} records of {len(valid)} "
             f"rows, dead letters {[d.reason for d in chunk.dead_letters][:5]}, {chunk.duplicates} duplicates"
         )
-    return {str(record.entity["_id"]): row for record, row in zip(chunk.records, valid, strict=True)}
+    return {record.id: row for record, row in zip(chunk.records, valid, strict=True)}
