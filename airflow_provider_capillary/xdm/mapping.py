@@ -774,7 +774,7 @@ class Mapper:
             and self._time_series
             and self._clear_namespaces is not None
             and constant_prefix
-            and len(self._shape_positions) < _MAX_SHAPE_COLUMNS
+            and len(self._shape_positions) + len(self.record_type.chunk_rules.members) < _MAX_SHAPE_COLUMNS
         ):
             self._shape_builders = {}
         self._seen = DigestIndex(_CONTENT_DIGEST_SIZE if self._time_series else _VERSION.size, spill_dir=spill_dir)
@@ -910,12 +910,12 @@ class Mapper:
         text = table is not None  # the CSV reader's columns: str or None
         columns = [self._parse_column(column, raw, bad, text) for column, raw in zip(self._columns, raws, strict=True)]
         if self._shape_builders is not None:
-            shapes, digests, added = self._prepare_shapes(bad, columns)
+            shapes, digests, members = self._prepare_shapes(bad, columns)
             keys = [b"" if digest is None else digest[:KEY_DIGEST_SIZE] for digest in digests]
             self._seen.prefetch([key for key in keys if key])
             for start in range(0, size, _SLICE_ROWS):
                 stop = min(start + _SLICE_ROWS, size)
-                entities = self._build_by_shape(start, stop, bad, columns, shapes, digests, added)
+                entities = self._build_by_shape(start, stop, bad, columns, shapes, digests, members)
                 self._accept_slice(rows, table, start, entities, keys[start:stop], chunk)
         else:
             map_one, accept, dumps, is_valid, assemble = (
@@ -1015,15 +1015,16 @@ class Mapper:
 
     def _prepare_shapes(
         self, bad: bytearray, columns: list[tuple[list[Any], list[Any]]]
-    ) -> tuple[list[int], list[bytes | None], list[Mapping[str, Any] | None]]:
-        """The column-wise fast path's preparation of a chunk: ``(shapes, _id digests, build members)`` per row.
+    ) -> tuple[list[int], list[bytes | None], list[list[Any]]]:
+        """The column-wise fast path's preparation of a chunk: ``(shapes, _id digests, members)``.
 
-        For time-series types with :class:`ChunkRules`, identities in clear text and one org id. A row's
-        *shape* says which of the columns it has a value in, as an integer (bit ``i``: a value in the ``i``-th of
-        ``_shape_positions``; ``-1`` for a row flagged ``bad``); the rows of one shape are built by one generated
-        list comprehension of dict displays (:meth:`_build_by_shape`). A row without ``customer_id`` (identity
-        fallbacks) and a row the type's column-wise ``build`` cannot settle are flagged ``bad``: the row path
-        maps them.
+        For time-series types with :class:`ChunkRules`, identities in clear text and one org id. ``members`` has
+        per member of ``ChunkRules.members`` its value in each row (``None``: not added). A row's *shape* says
+        which of the columns and members it has a value in, as an integer (bit ``i``: a value in the ``i``-th of
+        ``_shape_positions``, then one bit per member; ``-1`` for a row flagged ``bad``); the rows of one shape
+        are built by one generated list comprehension of dict displays (:meth:`_build_by_shape`). A row without
+        ``customer_id`` (identity fallbacks) and a row the type's column-wise ``build`` cannot settle are flagged
+        ``bad``: the row path maps them.
         """
         rules = self.record_type.chunk_rules
         assert rules is not None
@@ -1032,15 +1033,16 @@ class Mapper:
         if None in customers:
             for index in [index for index, value in enumerate(customers) if value is None]:
                 bad[index] = 1
-        added = rules.build(by_name, bad, self._context)
+        built = rules.build(by_name, bad, self._context)
+        members = [built[name] for name in rules.members]
         prefix = self._org_prefix if self._org_prefix is not None else id_prefix("", self.record_type.name)
         digests = prefixed_digests(prefix, rules.natural_keys(by_name), bad)
         shapes = np.zeros(len(bad), dtype=np.int64)
-        for bit, position in enumerate(self._shape_positions):
-            has = np.frombuffer(bytes(map(is_not, columns[position][0], repeat(None))), dtype=np.uint8)
+        for bit, values in enumerate([*(columns[position][0] for position in self._shape_positions), *members]):
+            has = np.frombuffer(bytes(map(is_not, values, repeat(None))), dtype=np.uint8)
             shapes |= has.astype(np.int64) << bit
         shapes[np.frombuffer(bad, dtype=np.uint8).view(bool)] = -1
-        return shapes.tolist(), digests, added
+        return shapes.tolist(), digests, members
 
     def _build_by_shape(
         self,
@@ -1050,7 +1052,7 @@ class Mapper:
         columns: list[tuple[list[Any], list[Any]]],
         shapes: list[int],
         digests: list[bytes | None],
-        added: list[Mapping[str, Any] | None],
+        members: list[list[Any]],
     ) -> list[dict[str, Any] | None]:
         """Build the entities of rows ``start`` to ``stop`` by shape (``None`` for a row the row path maps).
 
@@ -1071,7 +1073,7 @@ class Mapper:
                 if len(builders) >= _MAX_SHAPES:
                     continue
                 builder = builders[shape] = self._compile_shape(shape)
-            for index, entity in zip(indices, builder(indices, columns, digests, added), strict=True):
+            for index, entity in zip(indices, builder(indices, columns, digests, members), strict=True):
                 entities[index - start] = entity
         return entities
 
@@ -1121,13 +1123,18 @@ class Mapper:
             "identityMap": identities,
             **tree,
         }
-        display = _display(entity)[:-1] + ", **added}"
+        assert self.record_type.chunk_rules is not None
+        first_member = len(self._shape_positions)
+        for number, member in enumerate(self.record_type.chunk_rules.members):
+            if shape >> (first_member + number) & 1:  # as build sets it: a key of the tree keeps its place
+                names.append(f"m{number}")
+                sources.append(f"gather(members[{number}])")
+                entity[member] = _Var(f"m{number}")
         lines = [
-            "def build(indices, columns, digests, added):",
+            "def build(indices, columns, digests, members):",
             "    gather = itemgetter(*indices) if len(indices) > 1 else lambda values: (values[indices[0]],)",
-            f"    return [{display}",
-            f"            for digest, added, {', '.join(names)} in zip(gather(digests), gather(added), "
-            f"{', '.join(sources)})]",
+            f"    return [{_display(entity)}",
+            f"            for digest, {', '.join(names)} in zip(gather(digests), {', '.join(sources)})]",
         ]
         namespace: dict[str, Any] = {"itemgetter": itemgetter}
         exec(compile("\n".join(lines), "<airflow_provider_capillary shape builder>", "exec"), namespace)

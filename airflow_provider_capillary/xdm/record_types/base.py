@@ -113,10 +113,10 @@ BuildHook = Callable[[Mapping[str, Any], Mapping[str, Any], dict[str, Any], Buil
 #: Column-wise natural keys: ``(parsed values by column, one list per column) -> natural key of each row``.
 ChunkKeys = Callable[[Mapping[str, list[Any]]], list[str]]
 
-#: Column-wise ``build``: ``(parsed values by column, bad-row flags, context) -> for each row, the members the
-#: row's ``build`` adds to the entity``; it flags (``bad[i] = 1``) each row it cannot settle, and returns
-#: ``None`` for it.
-ChunkBuildHook = Callable[[Mapping[str, list[Any]], bytearray, BuildContext], list[Mapping[str, Any] | None]]
+#: Column-wise ``build``: ``(parsed values by column, bad-row flags, context) -> the value of each member the
+#: row's ``build`` adds to the entity, by member, per row`` (``None`` where a row's ``build`` does not add it); it
+#: flags (``bad[i] = 1``) each row it cannot settle (its values are not used).
+ChunkBuildHook = Callable[[Mapping[str, list[Any]], bytearray, BuildContext], Mapping[str, list[Any]]]
 
 
 @dataclass(frozen=True)
@@ -126,15 +126,17 @@ class ChunkRules:
     Optional: a record type without it is mapped row by row. With it, the engine builds a chunk's entities
     column by column and asks these functions for what is specific to the type. They must agree with the
     row-wise rules on every row they do not flag (the engine's tests check the three types): the same natural
-    key, and exactly the top-level members ``build`` would add, in the same order. A row flagged bad is mapped
-    by the row-wise rules, which then name its failure.
+    key, and exactly the top-level members ``build`` would add, in the order of ``members``. A row flagged bad
+    is mapped by the row-wise rules, which then name its failure.
 
     :param natural_keys: Natural keys of all rows (any string for a flagged row; it is not used).
-    :param build: Members added by ``build``, per row.
+    :param build: The members added by ``build``: one list of per-row values for each of ``members``.
+    :param members: The top-level members ``build`` may add, in the order it adds them.
     """
 
     natural_keys: ChunkKeys
     build: ChunkBuildHook
+    members: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -243,14 +243,15 @@ def _natural_keys(columns: Mapping[str, list[Any]]) -> list[str]:
     return [str(event_id) for event_id in columns["event_id"]]
 
 
-def _build_chunk(columns: Mapping[str, list[Any]], bad: bytearray, ctx: BuildContext) -> list[Mapping[str, Any] | None]:
+def _build_chunk(columns: Mapping[str, list[Any]], bad: bytearray, ctx: BuildContext) -> Mapping[str, list[Any]]:
     """Column-wise :func:`_build`: the ``eventType`` and ``loyalty`` members of each row, by event name.
 
     A row :func:`_build` would reject (unsupported name, points of the wrong sign or missing, a coupon event
     without ``coupon_code``) is flagged, for the row path to say why.
     """
     names = columns["event_name"]
-    added: list[Mapping[str, Any] | None] = [None] * len(names)
+    event_types: list[str | None] = [None] * len(names)
+    loyalty: list[dict[str, Any] | None] = [None] * len(names)
     by_name: dict[str, list[int]] = {}
     for index, name in enumerate(names):
         if not bad[index]:
@@ -268,23 +269,21 @@ def _build_chunk(columns: Mapping[str, list[Any]], bad: bytearray, ctx: BuildCon
             for index in [index for index in rows if points[index] is None or not holds(points[index])]:
                 bad[index] = 1
             rows = [index for index in rows if not bad[index]]
-        if standard is StandardField.NONE:
-            for index in rows:
-                added[index] = {"eventType": event_type}
-        elif standard is StandardField.COUPON_REDEMPTION:
+        for index in rows:
+            event_types[index] = event_type
+        if standard is StandardField.COUPON_REDEMPTION:
             coupons, series = columns["coupon_code"], columns["coupon_series_id"]
             for index in rows:
                 if coupons[index] is None:
                     bad[index] = 1
                     continue
-                redemption = _coupon_redemption(coupons[index], series[index])
-                added[index] = {"eventType": event_type, "loyalty": {"couponRedemption": [redemption]}}
-        else:
+                loyalty[index] = {"couponRedemption": [_coupon_redemption(coupons[index], series[index])]}
+        elif standard is not StandardField.NONE:
             references = columns[_REFERENCE_COLUMN[standard]]
             for index in rows:
                 entry = _points_entry(points[index], programs[index], references[index] or bills[index])
-                added[index] = {"eventType": event_type, "loyalty": {standard.value: [entry]}}
-    return added
+                loyalty[index] = {standard.value: [entry]}
+    return {"eventType": event_types, "loyalty": loyalty}
 
 
 LOYALTY_EVENT = register(
@@ -301,6 +300,6 @@ LOYALTY_EVENT = register(
             tenant_properties=_TENANT_PROPERTIES,
         ),
         timestamp_column="event_time",
-        chunk_rules=ChunkRules(natural_keys=_natural_keys, build=_build_chunk),
+        chunk_rules=ChunkRules(natural_keys=_natural_keys, build=_build_chunk, members=("eventType", "loyalty")),
     )
 )
