@@ -3,8 +3,8 @@ and peak memory against extract size.
 
 Run from the repository root (numbers go to stdout; the operator's progress lines to stderr)::
 
-    /work/venv/bin/python tests/benchmarks/bench_backfill.py                        # 5M rows; memory at 100k, 1M
-    /work/venv/bin/python tests/benchmarks/bench_backfill.py --rows 200000 --memory-rows 50000
+    .venv/bin/python tests/benchmarks/bench_backfill.py                        # 5M rows; memory at 100k, 1M
+    .venv/bin/python tests/benchmarks/bench_backfill.py --rows 200000 --memory-rows 50000
 
 What happens:
 

@@ -5,7 +5,7 @@ dataset, streaming connection and dataflow with raw HTTP calls (``EmulatorClient
 ``/collection/batch`` bodies of loyalty events from a few client threads for a fixed time and prints
 the records/s the emulator itself counted.
 
-    /work/venv/bin/python tests/benchmarks/bench_emulator.py [--seconds 10] [--threads 3] [--builtin]
+    .venv/bin/python tests/benchmarks/bench_emulator.py [--seconds 10] [--threads 3] [--builtin]
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ lists of 10,000 as a chunk consumer does (that matters: the garbage collector's 
 RSS is measured in a fresh subprocess per size (Linux ``VmHWM``) reading the file with ``read_file`` and dropping
 each chunk. Run::
 
-    /work/venv/bin/python tests/benchmarks/bench_extracts.py --rows 1000000
+    .venv/bin/python tests/benchmarks/bench_extracts.py --rows 1000000
 """
 
 from __future__ import annotations

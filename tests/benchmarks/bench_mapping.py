@@ -2,10 +2,10 @@
 
 Run from the repository root (one core; numbers go to stdout)::
 
-    /work/venv/bin/python tests/benchmarks/bench_mapping.py                      # all types, 1M rows
-    /work/venv/bin/python tests/benchmarks/bench_mapping.py --types loyalty_event --rows 200000
-    /work/venv/bin/python tests/benchmarks/bench_mapping.py --validators         # fastjsonschema vs jsonschema
-    /work/venv/bin/python tests/benchmarks/bench_mapping.py --worker-heap        # with Airflow imported
+    .venv/bin/python tests/benchmarks/bench_mapping.py                      # all types, 1M rows
+    .venv/bin/python tests/benchmarks/bench_mapping.py --types loyalty_event --rows 200000
+    .venv/bin/python tests/benchmarks/bench_mapping.py --validators         # fastjsonschema vs jsonschema
+    .venv/bin/python tests/benchmarks/bench_mapping.py --worker-heap        # with Airflow imported
 
 What is measured:
 

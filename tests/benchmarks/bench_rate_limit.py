@@ -27,7 +27,7 @@ and, under a records limit, at most the limiter's burst (a tenth of a second of 
 exceed the limit by up to one request: the token bucket bounds any window of ``T`` seconds by
 ``limit * T + burst``, not by ``limit * T``. Numbers depend on the machine and on what else runs.
 
-    /work/venv/bin/python tests/benchmarks/bench_rate_limit.py [--seconds 20] [--records-limits 500 2000 5000 10000]
+    .venv/bin/python tests/benchmarks/bench_rate_limit.py [--seconds 20] [--records-limits 500 2000 5000 10000]
         [--requests-limits 4]
 """
 

@@ -12,7 +12,7 @@ A warm-up (the raw client, not measured) stores every ``_id`` first, so each mea
 same. Each run checks that the emulator counted every record. Columns: wall-clock seconds and records/s, CPU
 seconds of this client process and of the emulator. Numbers depend on the machine and on what else runs.
 
-    /work/venv/bin/python tests/benchmarks/bench_sender.py [--records 200000] [--chunk 5000] [--single 5000]
+    .venv/bin/python tests/benchmarks/bench_sender.py [--records 200000] [--chunk 5000] [--single 5000]
         [--concurrency 1 2 4 8] [--latency-ms 0]
 
 ``--latency-ms`` adds a round trip to every emulator request (real AEP is tens of milliseconds away), which is

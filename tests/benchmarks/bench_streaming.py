@@ -34,7 +34,7 @@ machine absolute numbers move; ratios measured in one run hold better. Then the 
 engine ≥ 20x (a), ≥ 1.0x (b), ≥ 50 % of the ceiling, judged on records/s; beside each, the same ratio by CPU
 demand (records per CPU-second of client and emulator together), which other load on the machine moves less.
 
-    /work/venv/bin/python tests/benchmarks/bench_streaming.py [--rows 200000] [--single 2000]
+    .venv/bin/python tests/benchmarks/bench_streaming.py [--rows 200000] [--single 2000]
         [--concurrency 4] [--chunk-size 5000] [--parts 1] [--latency-ms 0]
 
 Needs ``aepp==0.6.0`` in the environment for (b) (the run prints ``skipped`` for it otherwise).

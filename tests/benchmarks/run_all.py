@@ -3,9 +3,9 @@ Run every benchmark in ``tests/benchmarks`` in one go, stream their tables, and 
 
 Run from the repository root::
 
-    /work/venv/bin/python tests/benchmarks/run_all.py            # the sizes (long: tens of minutes)
-    /work/venv/bin/python tests/benchmarks/run_all.py --quick    # small sizes, a few minutes
-    /work/venv/bin/python tests/benchmarks/run_all.py --only bench_streaming bench_sender
+    .venv/bin/python tests/benchmarks/run_all.py            # the sizes (long: tens of minutes)
+    .venv/bin/python tests/benchmarks/run_all.py --quick    # small sizes, a few minutes
+    .venv/bin/python tests/benchmarks/run_all.py --only bench_streaming bench_sender
 
 Each benchmark runs as its own subprocess, one after the other (so they do not compete for the machine's cores),
 with the arguments below; its standard output is streamed here and kept for the summary, its standard error

@@ -10,8 +10,8 @@ reads them exactly as in production.
 
 Command line (run from the repository root)::
 
-    /work/venv/bin/python tests/benchmarks/synthetic.py --record-type loyalty_event --rows 1000000 --out /tmp/x
-    /work/venv/bin/python tests/benchmarks/synthetic.py --record-type transaction --rows 200000 --out /tmp/x \\
+    .venv/bin/python tests/benchmarks/synthetic.py --record-type loyalty_event --rows 1000000 --out /tmp/x
+    .venv/bin/python tests/benchmarks/synthetic.py --record-type transaction --rows 200000 --out /tmp/x \\
         --format jsonl --gzip --parts 4
 
 It prints the files written. ``--out`` is the extract root (what ``capillary_extract_uri`` points at).
