@@ -48,7 +48,7 @@ through the *row path* (:func:`_compile_parser`, :meth:`Mapper._assemble`), whic
 names the failure exactly: property tests hold the two paths to the same records, dead letters and counts.
 Rows of a column-wise chunk (``ColumnarRows`` from the CSV reader) are only materialised as dicts for dead
 letters and held profile versions. Measured with ``tests/benchmarks/bench_engine.py`` (1M ``loyalty_event``
-rows, rows per CPU-second of map + validate): 32,905 row by row, 55,689 column by column. The cyclic garbage
+rows, rows per CPU-second of map + validate): 32,905 row by row, 69,319 column by column. The cyclic garbage
 collector is paused while a chunk is mapped (and while ``finish`` reads a batch), see :func:`_collector_paused`.
 
 Keys are 128-bit digests, so two different records are never taken for duplicates in practice.
