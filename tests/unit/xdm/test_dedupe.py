@@ -69,10 +69,16 @@ def test_rejects_non_positive_sizes():
         DigestIndex(0)
 
 
+#: (key number, value) operations on an index, its recent tier's size and the mapper's batch size.
+_OPERATIONS = st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2**64 - 1)), max_size=400)
+_MEMORY_KEYS = st.integers(1, 50)
+_BATCH = st.integers(1, 40)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
-    operations=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2**64 - 1)), max_size=400),
-    memory_keys=st.integers(1, 50),
+    operations=_OPERATIONS,
+    memory_keys=_MEMORY_KEYS,
 )
 def test_behaves_like_a_dict(tmp_path_factory, operations, memory_keys):
     index = DigestIndex(8, spill_dir=str(tmp_path_factory.mktemp("index")), memory_keys=memory_keys)
@@ -93,9 +99,9 @@ def test_behaves_like_a_dict(tmp_path_factory, operations, memory_keys):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    operations=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2**64 - 1)), max_size=400),
-    memory_keys=st.integers(1, 50),
-    batch=st.integers(1, 40),
+    operations=_OPERATIONS,
+    memory_keys=_MEMORY_KEYS,
+    batch=_BATCH,
 )
 def test_prefetched_lookups_find_what_plain_lookups_find(tmp_path_factory, operations, memory_keys, batch):
     # Keys are prefetched a batch ahead, as the mapper does; spills in the middle of a batch (keys of the batch
@@ -117,9 +123,9 @@ def test_prefetched_lookups_find_what_plain_lookups_find(tmp_path_factory, opera
 
 @settings(max_examples=40, deadline=None)
 @given(
-    operations=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2**64 - 1)), max_size=400),
-    memory_keys=st.integers(1, 50),
-    batch=st.integers(1, 40),
+    operations=_OPERATIONS,
+    memory_keys=_MEMORY_KEYS,
+    batch=_BATCH,
 )
 def test_batch_lookups_and_additions_behave_like_a_dict(tmp_path_factory, operations, memory_keys, batch):
     # As the mapper uses them: a batch is prefetched and looked up at once, then its new keys (each once) are
