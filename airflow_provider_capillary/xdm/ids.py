@@ -20,7 +20,7 @@ first 16 bytes of the ``_id`` digest; records: the BLAKE2b digest of the natural
 from __future__ import annotations
 
 from hashlib import blake2b, sha256
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -45,11 +45,12 @@ def prefixed_digest(prefix: bytes, natural_key: str) -> bytes:
     :param prefix: ``id_prefix(org_id, record_type)``.
     :param natural_key: The record's natural key.
     """
-    return sha256(prefix + natural_key.encode()).digest()
+    return cast("bytes", prefixed_digests(prefix, (natural_key,), (False,))[0])  # never skipped: never None
 
 
-def prefixed_digests(prefix: bytes, natural_keys: Iterable[str], skip: Iterable[int]) -> list[bytes | None]:
-    """Return :func:`prefixed_digest` of each natural key, or ``None`` where ``skip`` is true (one comprehension).
+def prefixed_digests(prefix: bytes, natural_keys: Iterable[str], skip: Iterable[int | bool]) -> list[bytes | None]:
+    """Return :func:`prefixed_digest` of each natural key, or ``None`` where ``skip`` is true (one comprehension:
+    the formula of ``_id`` lives here, and :func:`prefixed_digest` is this for one key).
 
     :param prefix: ``id_prefix(org_id, record_type)``.
     :param natural_keys: The records' natural keys.
@@ -97,11 +98,12 @@ def content_digest(payload: bytes) -> bytes:
 
     :param payload: The serialised record.
     """
-    return hash(payload).to_bytes(8, "little", signed=True)
+    return content_digests((payload,))[0]
 
 
 def content_digests(payloads: Iterable[bytes]) -> list[bytes]:
-    """Return :func:`content_digest` of each payload (one list comprehension: no call per payload).
+    """Return :func:`content_digest` of each payload (one list comprehension: no call per payload; the formula
+    lives here, so the digests the engine keeps and the ones it compares them with cannot drift apart).
 
     :param payloads: Serialised records.
     """

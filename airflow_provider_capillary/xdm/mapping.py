@@ -1278,6 +1278,8 @@ class Mapper:
         return values, payloads
 
     def _map_one(self, row: RowLike, chunk: MappedChunk) -> None:
+        if type(row) is _TableRow:  # its values are read here and again for a dead letter: build them once
+            row = row[0][row[1]]
         try:
             values = row.values
             if type(values) is not dict and not isinstance(values, Mapping):

@@ -62,7 +62,7 @@ def test_a_message_exactly_at_the_limit_fits_and_one_byte_more_does_not() -> Non
 
 @pytest.mark.parametrize("over", [False, True])
 def test_messages_that_exactly_fill_the_limit_share_a_request(over: bool) -> None:
-    # Without a message over the limit the plan is cut from running totals; with one, message by message.
+    # Alone, and with a message over the limit (left out of every request) between the requests.
     limit = 5_000
     two = len(TEMPLATE.request_body([b"{}", b"{}"])) - 4  # the bytes of a two-message body around its entities
     first, second = entity(1_000, 1), entity(limit - two - 1_000, 2)
